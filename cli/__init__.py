@@ -1,0 +1,1 @@
+"""The ``tess`` command line (imported as ``tess_keras.cli``)."""
