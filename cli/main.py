@@ -1,66 +1,13 @@
-"""``tess``: train, export and deploy spiking networks.
+"""``tess`` entry point: the app plus one module per command.
 
 Only typer and rich are imported at start-up; each command imports
 TensorFlow when it runs, so ``tess --help`` answers at once.
 """
 
 import sys
-from pathlib import Path
 
-import typer
-from rich.console import Console
-
-app = typer.Typer(
-    name="tess",
-    help="Train spiking neural networks with TESS and deploy them to Cortex-M with on-device learning.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(stderr=True)
-
-
-@app.callback()
-def main():
-    """Train spiking neural networks with TESS and deploy them to Cortex-M."""
-
-
-def fail(message):
-    """Print one clear paragraph and exit non-zero (no traceback)."""
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
-
-
-@app.command()
-def train(
-    dataset: str = typer.Option("digits", help="Dataset name (digits is built in)."),
-    rule: str = typer.Option("tess", help="Learning rule: tess, stllr or bptt."),
-    model: str = typer.Option("mcu", help="Network: mcu (Cortex-M sized) or vgg9."),
-    epochs: int = typer.Option(20, min=1, help="Training epochs."),
-    batch_size: int = typer.Option(32, min=1, help="Samples per batch."),
-    time_steps: int = typer.Option(0, min=0, help="Time steps T (0: the dataset's default)."),
-    lr: float = typer.Option(1e-3, min=0.0, help="Adam learning rate."),
-    alpha_post: float = typer.Option(1.0, help="TESS/S-TLLR non-causal term weight: -1, 0 or 1."),
-    seed: int = typer.Option(0, help="Random seed."),
-    data_dir: str = typer.Option("", envvar="TESS_DATA_DIR", help="Where datasets live."),
-    out: Path = typer.Option(Path("runs/latest"), help="Run directory to write."),
-):
-    """Train a spiking network and write RUN_DIR (metrics.csv, summary.json, model.keras)."""
-    from tess_keras.rules import RULES
-
-    if rule not in RULES:
-        fail(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}.")
-    from tess_keras import data
-    from tess_keras.training import TrainConfig, train as run_training
-
-    try:
-        summary = run_training(
-            TrainConfig(dataset, rule, model, epochs, batch_size, time_steps, lr, alpha_post, seed, data_dir, str(out)),
-            verbose=2,
-        )
-    except data.DatasetError as error:
-        fail(str(error))
-    console.print(f"test accuracy {summary['test_accuracy']:.4f}; wrote {out}")
+from tess_keras.cli import train  # noqa: F401  (registers its command)
+from tess_keras.cli.app import app
 
 
 def run():
