@@ -1,0 +1,236 @@
+// The demo every firmware runs: measure the exported network on a held-out
+// set of a task it was not trained on, let it learn on the device from a
+// labelled stream (TESS, one update per sample), measure again, and print one
+// JSON result line. The host build runs the same code and prints the
+// reference line the firmware must match bit for bit.
+#include <stdint.h>
+
+#include "demo_data.h"
+#include "platform.h"
+#include "tess_engine.h"
+
+namespace {
+
+constexpr int kStepSize = TESS_TIME_STEPS * TESS_INPUT_SIZE;
+
+// A fixed-size JSON line builder: no printf (newlib's allocates), no heap.
+class JsonLine {
+  public:
+    void key(const char *name) {
+        append(length_ == 0 ? "{\"" : ", \"");
+        append(name);
+        append("\": ");
+    }
+    void text(const char *name, const char *value) {
+        key(name);
+        append("\"");
+        append(value);
+        append("\"");
+    }
+    void null(const char *name) {
+        key(name);
+        append("null");
+    }
+    void integer(const char *name, int64_t value) {
+        key(name);
+        append_integer(value);
+    }
+    // Writes numerator / denominator with four decimals (rounded half up).
+    void ratio(const char *name, uint64_t numerator, uint64_t denominator) {
+        key(name);
+        if (denominator == 0u) {
+            append("null");
+            return;
+        }
+        const uint64_t scaled = (numerator * 10000u + denominator / 2u) / denominator;
+        append_integer(static_cast<int64_t>(scaled / 10000u));
+        char digits[6] = {'.', 0, 0, 0, 0, 0};
+        uint64_t fraction = scaled % 10000u;
+        for (int i = 4; i >= 1; --i) {
+            digits[i] = static_cast<char>('0' + fraction % 10u);
+            fraction /= 10u;
+        }
+        append(digits);
+    }
+    void hex(const char *name, uint32_t value) {
+        key(name);
+        char digits[13] = {'"', '0', 'x'};
+        for (int i = 0; i < 8; ++i) {
+            digits[3 + i] = "0123456789abcdef"[(value >> (28 - 4 * i)) & 0xFu];
+        }
+        digits[11] = '"';
+        digits[12] = '\0';
+        append(digits);
+    }
+    const char *finish() {
+        append("}\n");
+        return buffer_;
+    }
+
+  private:
+    void append(const char *text) {
+        while (*text != '\0' && length_ + 1 < sizeof(buffer_)) {
+            buffer_[length_++] = *text++;
+        }
+        buffer_[length_] = '\0';
+    }
+    void append_integer(int64_t value) {
+        char digits[24];
+        int count = 0;
+        const bool negative = value < 0;
+        uint64_t magnitude = negative ? 0u - static_cast<uint64_t>(value) : static_cast<uint64_t>(value);
+        do {
+            digits[count++] = static_cast<char>('0' + magnitude % 10u);
+            magnitude /= 10u;
+        } while (magnitude != 0u);
+        char text[25];
+        int length = 0;
+        if (negative) {
+            text[length++] = '-';
+        }
+        while (count > 0) {
+            text[length++] = digits[--count];
+        }
+        text[length] = '\0';
+        append(text);
+    }
+
+    char buffer_[1024] = {};
+    uint32_t length_ = 0;
+};
+
+struct Counters {
+    uint64_t forward_ticks = 0;  // steps without a label (inference only)
+    uint64_t forward_steps = 0;
+    uint64_t learn_ticks = 0;  // steps with a label (forward + traces + update accumulation)
+    uint64_t learn_steps = 0;
+    uint64_t update_ticks = 0;  // tess_apply_update()
+    uint64_t updates = 0;
+};
+
+Counters counters;
+
+// FNV-1a over every logit of every held-out sample: equal hashes mean equal logits.
+uint32_t logits_hash = 2166136261u;
+int64_t logits_sum = 0;
+
+void hash_logits(const int32_t *logits) {
+    for (int c = 0; c < TESS_NUM_CLASSES; ++c) {
+        const uint32_t word = static_cast<uint32_t>(logits[c]);
+        for (int byte = 0; byte < 4; ++byte) {
+            logits_hash = (logits_hash ^ ((word >> (8 * byte)) & 0xFFu)) * 16777619u;
+        }
+        logits_sum += logits[c];
+    }
+}
+
+// Runs one sample through the network; with label >= 0 it also learns.
+int32_t run_sample(const int8_t *sample, int32_t label) {
+    tess_reset();
+    for (int t = 0; t < TESS_TIME_STEPS; ++t) {
+        const uint64_t start = tess_platform_ticks();
+        tess_step(sample + t * TESS_INPUT_SIZE, label);
+        const uint64_t elapsed = tess_platform_ticks() - start;
+        if (label >= 0) {
+            counters.learn_ticks += elapsed;
+            ++counters.learn_steps;
+        } else {
+            counters.forward_ticks += elapsed;
+            ++counters.forward_steps;
+        }
+    }
+    return tess_predict();
+}
+
+// Returns how many held-out samples the network classifies correctly.
+int32_t evaluate(bool record_logits) {
+    int32_t correct = 0;
+    for (int i = 0; i < TESS_DEMO_TEST_COUNT; ++i) {
+        const int32_t label = static_cast<int32_t>(tess_demo_test_labels[i]);
+        if (run_sample(tess_demo_test_inputs + i * kStepSize, -1) == label) {
+            ++correct;
+        }
+        if (record_logits) {
+            hash_logits(tess_logits());
+        }
+    }
+    return correct;
+}
+
+int32_t learn(void) {
+    int32_t seen = 0;
+    for (int i = 0; i < TESS_DEMO_LEARN_COUNT; ++i) {
+        run_sample(tess_demo_learn_inputs + i * kStepSize, static_cast<int32_t>(tess_demo_learn_labels[i]));
+        const uint64_t start = tess_platform_ticks();
+        tess_apply_update();
+        counters.update_ticks += tess_platform_ticks() - start;
+        ++counters.updates;
+        ++seen;
+    }
+    return seen;
+}
+
+void per_step(JsonLine &line, const char *name, uint64_t ticks, uint64_t steps, bool measured) {
+    if (measured) {
+        line.ratio(name, ticks, steps);
+    } else {
+        line.null(name);
+    }
+}
+
+// Times a loop of exactly 2 * kCalibrationLoops instructions (subs + bne),
+// so the result line shows whether a tick really is one instruction/cycle.
+constexpr uint32_t kCalibrationLoops = 50000u;
+
+uint64_t calibration_ticks(void) {
+#if defined(__arm__)
+    const uint64_t start = tess_platform_ticks();
+    uint32_t remaining = kCalibrationLoops;
+    __asm volatile(
+        "1: subs %0, %0, #1\n"
+        "   bne 1b\n"
+        : "+r"(remaining)
+        :
+        : "cc");
+    return tess_platform_ticks() - start;
+#else
+    return 0u;
+#endif
+}
+
+}  // namespace
+
+int main(void) {
+    tess_platform_init();
+    tess_platform_write("tess demo: held-out accuracy, on-device learning, held-out accuracy\n");
+
+    const int32_t correct_before = evaluate(false);
+    const int32_t samples_seen = learn();
+    const int32_t correct_after = evaluate(true);
+
+    const bool measured = tess_platform_tick_unit()[0] != 'n';  // "none" on the host
+    JsonLine line;
+    line.integer("tess_result", 1);
+    line.text("board", tess_platform_board());
+    line.ratio("accuracy_before", static_cast<uint64_t>(correct_before), TESS_DEMO_TEST_COUNT);
+    line.ratio("accuracy_after", static_cast<uint64_t>(correct_after), TESS_DEMO_TEST_COUNT);
+    line.integer("correct_before", correct_before);
+    line.integer("correct_after", correct_after);
+    line.integer("test_samples", TESS_DEMO_TEST_COUNT);
+    line.integer("samples_seen", samples_seen);
+    line.integer("time_steps", TESS_TIME_STEPS);
+    line.text("tick_unit", tess_platform_tick_unit());
+    per_step(line, "forward_per_step", counters.forward_ticks, counters.forward_steps, measured);
+    per_step(line, "learn_per_step", counters.learn_ticks, counters.learn_steps, measured);
+    per_step(line, "update_per_sample", counters.update_ticks, counters.updates, measured);
+    if (measured) {
+        line.integer("calibration_loop", static_cast<int64_t>(2u * kCalibrationLoops));
+        line.integer("calibration_ticks", static_cast<int64_t>(calibration_ticks()));
+    }
+    line.hex("state_hash", tess_state_hash());
+    line.hex("logits_hash", logits_hash);
+    line.integer("logits_sum", logits_sum);
+    line.integer("stack_bytes", tess_platform_stack_used());
+    tess_platform_write(line.finish());
+    return 0;
+}
