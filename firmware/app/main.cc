@@ -172,7 +172,7 @@ int32_t learn(void) {
 
 void per_step(JsonLine &line, const char *name, uint64_t ticks, uint64_t steps, bool measured) {
     if (measured) {
-        line.ratio(name, ticks, steps);
+        line.ratio(name, tess_platform_ticks_to_units(ticks), steps);
     } else {
         line.null(name);
     }
@@ -225,7 +225,7 @@ int main(void) {
     per_step(line, "update_per_sample", counters.update_ticks, counters.updates, measured);
     if (measured) {
         line.integer("calibration_loop", static_cast<int64_t>(2u * kCalibrationLoops));
-        line.integer("calibration_ticks", static_cast<int64_t>(calibration_ticks()));
+        line.integer("calibration_measured", static_cast<int64_t>(tess_platform_ticks_to_units(calibration_ticks())));
     }
     line.hex("state_hash", tess_state_hash());
     line.hex("logits_hash", logits_hash);

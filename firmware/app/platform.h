@@ -21,8 +21,12 @@ void tess_platform_write(const char *text);
 // board has nowhere to return to and sleeps forever).
 __attribute__((noreturn)) void tess_platform_exit(int status);
 
-// A monotonic 64-bit counter in tess_platform_tick_unit() units.
+// A monotonic 64-bit counter of raw ticks (cheap to read; the app converts
+// totals with tess_platform_ticks_to_units at the end).
 uint64_t tess_platform_ticks(void);
+
+// Converts a number of ticks to tess_platform_tick_unit() units.
+uint64_t tess_platform_ticks_to_units(uint64_t ticks);
 
 // "instructions" (QEMU with -icount shift=0), "cycles" (DWT CYCCNT on a real
 // board) or "none" (the host build, whose counter always reads 0).

@@ -17,6 +17,8 @@ void tess_platform_exit(int status) { exit(status); }
 
 uint64_t tess_platform_ticks(void) { return 0u; }
 
+uint64_t tess_platform_ticks_to_units(uint64_t ticks) { return ticks; }
+
 const char *tess_platform_tick_unit(void) { return "none"; }
 
 const char *tess_platform_board(void) { return "host"; }

@@ -61,6 +61,8 @@ void tess_platform_exit(int status) {
 
 uint64_t tess_platform_ticks(void) { return dwt_cycles(); }
 
+uint64_t tess_platform_ticks_to_units(uint64_t ticks) { return ticks; }
+
 const char *tess_platform_tick_unit(void) { return "cycles"; }
 
 const char *tess_platform_board(void) { return TESS_BOARD_NAME; }

@@ -56,7 +56,10 @@ uint64_t tess_platform_ticks(void) {
         wraps = systick_wraps;
         value = kSysTick->val;
     } while (wraps != systick_wraps);
-    const uint64_t ticks = static_cast<uint64_t>(wraps) * (kReload + 1u) + (kReload - value);
+    return static_cast<uint64_t>(wraps) * (kReload + 1u) + (kReload - value);
+}
+
+uint64_t tess_platform_ticks_to_units(uint64_t ticks) {
     return ticks * 1000000000ull / TESS_SYSCLK_HZ;  // exact for 20, 25 and 32 MHz
 }
 

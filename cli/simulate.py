@@ -1,0 +1,32 @@
+"""``tess simulate``."""
+
+from pathlib import Path
+
+import typer
+
+from tess_keras.cli.app import app, console, fail
+
+
+@app.command()
+def simulate(
+    out_dir: Path = typer.Argument(..., help="Directory written by `tess export`."),
+    board: str = typer.Option(None, help="QEMU board: mps2-an386, mps2-an500, mps2-an505 or mps3-an547."),
+    timeout: float = typer.Option(300.0, min=1.0, help="Seconds QEMU may run."),
+    host_check: bool = typer.Option(True, help="Also run the host build and compare bit for bit."),
+):
+    """Run the firmware in QEMU, stream its console and write OUT_DIR/simulate.json."""
+    from tess_keras.export.build import FirmwareError
+    from tess_keras.export.simulate import simulate as run_simulation
+
+    try:
+        summary = run_simulation(out_dir, board, timeout, on_line=print, compare_with_host=host_check)
+    except FirmwareError as error:
+        fail(str(error))
+    result = summary["result"]
+    console.print(
+        f"{summary['board']}: accuracy {result['accuracy_before']:.4f} -> {result['accuracy_after']:.4f} after "
+        f"learning from {result['samples_seen']} samples; bit exact with host: {summary['bit_exact_with_host']}"
+    )
+    if summary["bit_exact_with_host"] is False:
+        fail(f"the firmware and the host build disagree on {', '.join(summary['mismatched_fields'])}.")
+    console.print(f"wrote {Path(out_dir) / 'simulate.json'}")

@@ -1,0 +1,161 @@
+"""Run the firmware in QEMU and compare it with the host build (``tess simulate``).
+
+QEMU runs with semihosting (console and exit code) and ``-icount shift=0``:
+every guest instruction advances the virtual clock by 1 ns, so the SysTick
+totals the demo prints convert exactly into instruction counts.
+"""
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tess_keras.export.build import HOST_BOARD, FirmwareError, build, load_boards, resolve_board
+
+# The fields of the result line that must agree bit for bit with the host build.
+BIT_EXACT_FIELDS = ("state_hash", "logits_hash", "logits_sum", "correct_before", "correct_after", "samples_seen")
+RESULT_KEY = '"tess_result"'
+
+
+def qemu_command(board, elf):
+    """The qemu-system-arm command line that runs ``elf`` on ``board``."""
+    machine = load_boards()[board]["qemu_machine"]
+    return [
+        "qemu-system-arm", "-machine", machine, "-nographic", "-monitor", "none", "-serial", "none",
+        "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf),
+    ]
+
+
+def parse_result(lines):
+    """The last JSON result line in a console transcript, as a dict (None if absent)."""
+    for line in reversed(lines):
+        text = line.strip()
+        if text.startswith("{") and RESULT_KEY in text:
+            return json.loads(text)
+    return None
+
+
+def run_console(command, timeout, on_line=None):
+    """Runs ``command``, streaming its output line by line.
+
+    Args:
+        command: argv list.
+        timeout: seconds before the process is killed.
+        on_line: called with each output line as it arrives.
+
+    Returns:
+        ``(exit_code, lines)``; exit_code is None when the timeout killed it.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    pending, lines = b"", []
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                process.kill()
+                process.wait()
+                return None, lines
+            if not selector.select(timeout=min(remaining, 0.5)):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                line = raw.decode("utf-8", "replace")
+                lines.append(line)
+                if on_line:
+                    on_line(line)
+        if pending:
+            lines.append(pending.decode("utf-8", "replace"))
+            if on_line:
+                on_line(lines[-1])
+        return process.wait(), lines
+    finally:
+        selector.close()
+        process.stdout.close()
+
+
+def run_host_reference(out_dir, timeout=120):
+    """Builds and runs the host build of the demo; returns its result line as a dict."""
+    result = build(out_dir, HOST_BOARD)
+    code, lines = run_console([str(result.executable)], timeout)
+    reference = parse_result(lines)
+    if code != 0 or reference is None:
+        tail = "\n".join(lines[-20:])
+        raise FirmwareError(f"the host build of the demo failed (exit code {code}):\n{tail}")
+    return reference
+
+
+def _write_json_atomically(path, payload):
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=True):
+    """Builds the firmware, runs it in QEMU and writes ``OUT_DIR/simulate.json``.
+
+    Args:
+        out_dir: directory written by ``tess export``.
+        board: a QEMU board (mps2-an386, mps2-an500, mps2-an505, mps3-an547);
+            None takes the one report.json records.
+        timeout: seconds QEMU may run.
+        on_line: called with each console line as it arrives.
+        compare_with_host: also build and run the host reference and set
+            ``bit_exact_with_host``.
+
+    Returns:
+        The dict written to simulate.json: ``result`` (the firmware's result
+        line), ``board``, ``qemu_command``, ``bit_exact_with_host``,
+        ``mismatched_fields`` and ``host_result``.
+
+    Raises:
+        FirmwareError: not a QEMU board, QEMU missing, a timeout, a crash or
+            no result line.
+    """
+    out_dir = Path(out_dir).resolve()
+    board = resolve_board(out_dir, board)
+    boards = load_boards()
+    if board == HOST_BOARD or "qemu_machine" not in boards[board]:
+        qemu_boards = ", ".join(name for name, spec in boards.items() if "qemu_machine" in spec)
+        raise FirmwareError(
+            f"board {board!r} does not run in QEMU; simulate one of {qemu_boards}, "
+            f"or run it on the hardware with `tess flash {out_dir} --board {board}`."
+        )
+    if shutil.which("qemu-system-arm") is None:
+        raise FirmwareError(
+            "qemu-system-arm is not on PATH. On Debian/Ubuntu install it with `apt-get install qemu-system-arm`."
+        )
+    firmware = build(out_dir, board)
+    command = qemu_command(board, firmware.executable)
+    code, lines = run_console(command, timeout, on_line)
+    if code is None:
+        raise FirmwareError(
+            f"QEMU ran past the {timeout} s timeout without finishing; raise --timeout or export a smaller demo set."
+        )
+    result = parse_result(lines)
+    if code != 0 or result is None:
+        tail = "\n".join(lines[-20:])
+        raise FirmwareError(f"the firmware did not finish cleanly in QEMU (exit code {code}):\n{tail}")
+
+    host = run_host_reference(out_dir) if compare_with_host else None
+    mismatched = [field for field in BIT_EXACT_FIELDS if host is not None and result.get(field) != host.get(field)]
+    summary = {
+        "board": board,
+        "result": result,
+        "bit_exact_with_host": None if host is None else not mismatched,
+        "mismatched_fields": mismatched,
+        "host_result": host,
+        "sizes": firmware.sizes,
+        "qemu_command": command,
+    }
+    _write_json_atomically(out_dir / "simulate.json", summary)
+    return summary
