@@ -130,11 +130,15 @@ class SpikingSequential(keras.Model):
             states, carry = body(t, inputs[:, t], states, carry)
             return t + 1, states, carry
 
+        # parallel_iterations=1: the steps are sequential anyway; letting the
+        # loop run ahead only computes later steps' first-layer currents early
+        # and holds them, so TESS's memory would grow with T (up to 10 steps).
         _, _, carry = tf.while_loop(
             lambda t, *_: t < steps,
             loop_body,
             (tf.constant(0), states, carry),
             maximum_iterations=steps,
+            parallel_iterations=1,
         )
         return carry
 
