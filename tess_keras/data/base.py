@@ -1,8 +1,13 @@
-"""The common shape of every dataset this package loads."""
+"""The common shape of every dataset this package loads, and where datasets live."""
 
 import dataclasses
+import os
+from pathlib import Path
 
 import numpy as np
+
+DATA_DIR_ENV = "TESS_DATA_DIR"
+DEFAULT_DATA_DIR = Path("~/.tess/data")
 
 
 class DatasetError(Exception):
@@ -18,11 +23,18 @@ class DatasetSplits:
         x_train, y_train, x_test, y_test: samples and integer labels. For
             ``encoding == "direct"`` samples are static ``[N, H, W, C]``
             images repeated over T by the pipeline; for ``"frames"`` they are
-            event frames ``[N, T, H, W, P]``.
+            event-count frames ``[N, T, H, W, P]`` (``uint8``, possibly
+            memory-mapped from the frame cache).
         num_classes: number of classes.
         time_steps: T.
         encoding: ``"direct"`` or ``"frames"``.
-        recipe: per-dataset training defaults (batch size, alpha_post...).
+        augmentation: what ``make_tf_dataset(..., augment=True)`` does to
+            training samples: ``"none"``, ``"crop"`` (pad 4 + random crop,
+            the same crop for every frame of a sample) or ``"cifar"`` (pad 4 +
+            random crop, horizontal flip, cutout).
+        normalization: ``(mean, std)`` per channel applied to ``uint8``
+            images after scaling to [0, 1] (CIFAR), or ``None``.
+        cutout: side of the cutout square for ``augmentation == "cifar"``.
     """
 
     name: str
@@ -34,8 +46,17 @@ class DatasetSplits:
     time_steps: int
     encoding: str = "direct"
     augmentation: str = "none"
+    normalization: tuple | None = None
+    cutout: int = 0
 
     @property
     def input_shape(self):
         """Per-step input shape ``(H, W, C)``."""
         return tuple(self.x_train.shape[1:] if self.encoding == "direct" else self.x_train.shape[2:])
+
+
+def resolve_data_dir(data_dir=None):
+    """The datasets folder: ``data_dir`` if given, else ``$TESS_DATA_DIR``,
+    else ``~/.tess/data``."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser()

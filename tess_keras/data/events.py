@@ -1,0 +1,354 @@
+"""Event datasets: CIFAR10-DVS, DVS Gesture, N-MNIST and SHD.
+
+Each recording is read with tonic's own reader (``tonic.io.read_aedat4``,
+``tonic.io.read_mnist_file``, or the array layout tonic's ``DVSGesture`` and
+``SHD`` classes read), spatially downsampled with ``tonic.transforms.Downsample``
+and binned into T event-count frames with ``tonic.transforms.ToFrame``. The
+frames are stored channels-last ``[T, H, W, P]`` as ``uint8`` counts (clipped
+at 255) in the frame cache (``tess_keras.data.cache``).
+
+tonic's dataset *classes* are never instantiated: they download the dataset
+whenever their own file-count check fails. The files are enumerated here
+(``tess_keras.data.catalog``) and only tonic's readers and transforms are used.
+
+Corrupt or truncated files are not skipped: the loader stops with a
+``DatasetError`` that names the file, so a damaged download can never turn
+into silently wrong labels or missing samples.
+"""
+
+import concurrent.futures
+import logging
+import os
+import re
+
+import numpy as np
+
+from tess_keras.data import catalog
+from tess_keras.data.base import DatasetError, DatasetSplits, resolve_data_dir
+from tess_keras.data.cache import FrameCache
+
+log = logging.getLogger(__name__)
+
+DVS_GESTURE_CLIP_US = 1_500_000  # the recipe's 1.5 s clip (20 frames of 75 ms at T = 20)
+SHD_DURATION_US = 1_000_000  # SHD digits last < 1 s; frames cover [0, 1 s)
+SHD_SIZE = (1, 140)  # 700 cochlea channels summed in groups of 5
+
+
+def frame_size(size):
+    """``size`` as ``(H, W)``: an int means a square."""
+    if isinstance(size, int):
+        return (size, size)
+    return tuple(int(v) for v in size)
+
+
+def to_frames(events, sensor_size, size, time_steps, time_window=None, start_time=None):
+    """Events -> ``uint8`` frames ``[T, H, W, P]`` (event counts per bin, clipped at 255).
+
+    Args:
+        events: tonic structured array (fields ``x``, ``t``, ``p`` and
+            optionally ``y``), sorted by time.
+        sensor_size: tonic's ``(W, H, P)`` of the recording.
+        size: target ``(H, W)``; coordinates are scaled with tonic's
+            ``Downsample`` (event counts of merged pixels add up).
+        time_steps: T.
+        time_window: bin length in microseconds starting at ``start_time``
+            (fixed-length clips); ``None`` splits the whole recording into T
+            equal time bins.
+        start_time: start of the first bin when ``time_window`` is given.
+    """
+    from tonic import transforms
+
+    height, width = size
+    sensor_width, sensor_height, polarities = sensor_size
+    if (width, height) != (sensor_width, sensor_height):
+        events = transforms.Downsample(sensor_size=sensor_size, target_size=(width, height))(events)
+    target = (width, height, polarities)
+    if time_window is None:
+        to_frame = transforms.ToFrame(sensor_size=target, n_time_bins=time_steps)
+    else:
+        to_frame = transforms.ToFrame(
+            sensor_size=target, time_window=time_window,
+            start_time=start_time, end_time=start_time + time_window * time_steps,
+        )
+    frames = to_frame(events)  # [T', P, H, W], or [T', P, W] without y
+    if frames.ndim == 3:
+        frames = frames[:, :, None, :]
+    out = np.zeros((time_steps, height, width, polarities), np.uint8)
+    count = min(time_steps, len(frames))
+    out[:count] = np.clip(frames[:count], 0, 255).transpose(0, 2, 3, 1)
+    return out
+
+
+def _check_events(events, path, width, height=None):
+    """Reject empty recordings and out-of-sensor addresses; sort by time if needed."""
+    if len(events) == 0:
+        raise DatasetError(f"{path} contains no events; the file is truncated or corrupt. Replace it with the original file.")
+    bad = events["x"] >= width
+    if height is not None:
+        bad |= events["y"] >= height
+    if bad.any():
+        raise DatasetError(f"{path} has events outside the {width}x{height or 1} sensor; the file is corrupt "
+                           "or from another dataset. Replace it with the original file.")
+    times = events["t"]
+    if np.any(times[1:] < times[:-1]):
+        events = events[np.argsort(times, kind="stable")]
+    return events
+
+
+def natural_key(path):
+    """Sort ``x_2`` before ``x_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+# ----------------------------------------------------------------------------- readers
+
+def read_cifar10_dvs(path):
+    """One CIFAR10-DVS ``.aedat4`` recording through tonic's ``read_aedat4``."""
+    from tonic.io import read_aedat4
+
+    try:
+        events = read_aedat4(str(path))
+    except Exception as error:  # the aedat decoder raises plain Exceptions/OSErrors on damaged files
+        raise DatasetError(f"{path} is not a readable AEDAT4 file ({error}); it is truncated or corrupt. "
+                           "Replace it with the original file.") from None
+    events.dtype.names = ("t", "x", "y", "p")  # as tonic's CIFAR10DVS does
+    return _check_events(events, path, 128, 128)
+
+
+def read_dvs_gesture(path):
+    """One DVS Gesture sample: tonic's preprocessed ``[N, 4]`` array of x, y, p, t (ms)."""
+    from numpy.lib import recfunctions
+    from tonic.datasets import DVSGesture
+
+    try:
+        raw = np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise DatasetError(f"{path} is not a readable .npy array ({error}); it is truncated or corrupt. "
+                           "Replace it with the original file.") from None
+    if raw.ndim != 2 or raw.shape[1] != 4:
+        raise DatasetError(f"{path} holds an array of shape {raw.shape}, not [N, 4] events (x, y, p, t); "
+                           "it is not a DVS Gesture sample from tonic's archives.")
+    raw = raw.astype(np.int64)
+    raw[:, 3] *= 1000  # ms -> us, as tonic's DVSGesture does
+    events = recfunctions.unstructured_to_structured(raw, DVSGesture.dtype)
+    return _check_events(events, path, 128, 128)
+
+
+def read_nmnist(path):
+    """One N-MNIST ``.bin`` recording through tonic's ``read_mnist_file``."""
+    from tonic.datasets import NMNIST
+    from tonic.io import read_mnist_file
+
+    size = os.path.getsize(path)
+    if size % 5:
+        raise DatasetError(f"{path} is {size} bytes, not a whole number of 5-byte events; it is truncated or corrupt. "
+                           "Replace it with the original file.")
+    events = read_mnist_file(str(path), dtype=NMNIST.dtype)
+    return _check_events(events, path, 34, 34)
+
+
+# ----------------------------------------------------------------------------- building frames
+
+def _fill_parallel(out, items, convert):
+    """``out[i] = convert(item)`` for every item, on a thread pool (numpy and the
+    AEDAT4 decoder release the GIL for the heavy parts)."""
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for index, frames in enumerate(pool.map(convert, items)):
+            out[index] = frames
+
+
+def _cached_frames(data_dir, name, settings, sources, train, test, convert, time_steps, size, polarities):
+    """Load the frames from the cache, or decode ``train``/``test`` items into it.
+
+    Args:
+        train, test: lists of ``(item, label)``; ``convert(item)`` -> frames.
+    """
+    cache = FrameCache(data_dir, name, settings, sources)
+    arrays = cache.load()
+    if arrays is None:
+        log.info("decoding %d %s recordings into %s", len(train) + len(test), name, cache.path)
+        frame_shape = (time_steps, *size, polarities)
+        shapes = {
+            "x_train": ((len(train), *frame_shape), np.uint8), "y_train": ((len(train),), np.int32),
+            "x_test": ((len(test), *frame_shape), np.uint8), "y_test": ((len(test),), np.int32),
+        }
+
+        def fill(out):
+            for subset, items in (("train", train), ("test", test)):
+                out[f"y_{subset}"][:] = [label for _, label in items]
+                _fill_parallel(out[f"x_{subset}"], [item for item, _ in items], convert)
+
+        arrays = cache.build(shapes, fill)
+    return arrays
+
+
+def _splits(name, arrays, num_classes, time_steps):
+    return DatasetSplits(
+        name=name, x_train=arrays["x_train"], y_train=arrays["y_train"], x_test=arrays["x_test"],
+        y_test=arrays["y_test"], num_classes=num_classes, time_steps=time_steps,
+        encoding="frames", augmentation="crop" if name in ("cifar10-dvs", "dvs-gesture") else "none",
+    )
+
+
+def cifar10_dvs_split(files, test_fraction=0.1):
+    """The recipe's 90/10 split per class: the last 10% of each class (natural file order) is the test set."""
+    train, test = [], []
+    for label, class_name in enumerate(catalog.CIFAR10_DVS_CLASSES):
+        paths = sorted(files[class_name], key=natural_key)
+        n_test = max(1, round(len(paths) * test_fraction)) if len(paths) > 1 else 0
+        cut = len(paths) - n_test
+        train += [(p, label) for p in paths[:cut]]
+        test += [(p, label) for p in paths[cut:]]
+    return train, test
+
+
+def load_cifar10_dvs(data_dir=None, time_steps=10, seed=0, size=48):
+    """CIFAR10-DVS: 128x128 recordings -> T frames of ``size``, 90/10 split per class.
+
+    Args:
+        data_dir: datasets folder (see ``resolve_data_dir``).
+        time_steps: T equal time bins over each recording (recipe: 10).
+        seed: unused (the split is fixed by file order); kept for a uniform signature.
+        size: frame side or ``(H, W)`` (recipe: 48).
+    """
+    data_dir = resolve_data_dir(data_dir)
+    files = catalog.cifar10_dvs_files(data_dir)
+    train, test = cifar10_dvs_split(files)
+    size = frame_size(size)
+    settings = {"T": time_steps, "size": size}
+    sources = [p for paths in files.values() for p in paths]
+
+    def convert(path):
+        return to_frames(read_cifar10_dvs(path), (128, 128, 2), size, time_steps)
+
+    arrays = _cached_frames(data_dir, "cifar10-dvs", settings, sources, train, test, convert, time_steps, size, 2)
+    return _splits("cifar10-dvs", arrays, 10, time_steps)
+
+
+def _gesture_label(path):
+    try:
+        label = int(path.stem)
+    except ValueError:
+        label = -1
+    if not 0 <= label < catalog.DVS_GESTURE_CLASSES:
+        raise DatasetError(f"{path}: DVS Gesture samples are named <label>.npy with <label> 0-10; "
+                           "this file does not belong to tonic's DVS Gesture archives.")
+    return label
+
+
+def load_dvs_gesture(data_dir=None, time_steps=20, seed=0, size=32, clip_us=DVS_GESTURE_CLIP_US):
+    """DVS Gesture: the first ``clip_us`` of each sample in T frames of ``clip_us / T``.
+
+    Args:
+        data_dir: datasets folder.
+        time_steps: T (recipe: 20 frames of 75 ms).
+        seed: unused (tonic's train/test folders are the split).
+        size: frame side or ``(H, W)`` (recipe: 32).
+        clip_us: clip length in microseconds (recipe: 1.5 s).
+    """
+    data_dir = resolve_data_dir(data_dir)
+    files = catalog.dvs_gesture_files(data_dir)
+    train = [(p, _gesture_label(p)) for p in files["train"]]
+    test = [(p, _gesture_label(p)) for p in files["test"]]
+    size = frame_size(size)
+    settings = {"T": time_steps, "size": size, "clip_us": clip_us}
+    window = clip_us / time_steps
+
+    def convert(path):
+        events = read_dvs_gesture(path)
+        return to_frames(events, (128, 128, 2), size, time_steps, time_window=window, start_time=int(events["t"][0]))
+
+    arrays = _cached_frames(data_dir, "dvs-gesture", settings, files["train"] + files["test"], train, test,
+                            convert, time_steps, size, 2)
+    return _splits("dvs-gesture", arrays, catalog.DVS_GESTURE_CLASSES, time_steps)
+
+
+def load_nmnist(data_dir=None, time_steps=10, seed=0, size=34):
+    """N-MNIST: each 300 ms recording (three saccades) in T equal time bins, 34x34x2.
+
+    Args:
+        data_dir: datasets folder.
+        time_steps: T (default 10: about 30 ms per bin over the three saccades).
+        seed: unused (the Train/Test folders are the split).
+        size: frame side or ``(H, W)`` (default: the 34x34 sensor).
+    """
+    data_dir = resolve_data_dir(data_dir)
+    files = catalog.nmnist_files(data_dir)
+    train = [(p, int(p.parent.name)) for p in files["train"]]
+    test = [(p, int(p.parent.name)) for p in files["test"]]
+    size = frame_size(size)
+
+    def convert(path):
+        return to_frames(read_nmnist(path), (34, 34, 2), size, time_steps)
+
+    arrays = _cached_frames(data_dir, "nmnist", {"T": time_steps, "size": size}, files["train"] + files["test"],
+                            train, test, convert, time_steps, size, 2)
+    return _splits("nmnist", arrays, 10, time_steps)
+
+
+def _read_shd(path):
+    """All SHD samples of one HDF5 file as tonic event arrays (as tonic's ``SHD`` builds them)."""
+    import h5py
+    from tonic.datasets.hsd import HSD
+    from tonic.io import make_structured_array
+
+    try:
+        with h5py.File(path, "r") as handle:
+            times = handle["spikes/times"][:]
+            units = handle["spikes/units"][:]
+            labels = handle["labels"][:].astype(np.int32)
+    except (OSError, KeyError, ValueError) as error:
+        raise DatasetError(f"{path} is not a readable SHD HDF5 file with spikes/times, spikes/units and labels "
+                           f"({error}); it is truncated or corrupt. Replace it with the original file.") from None
+    if not (len(times) == len(units) == len(labels)):
+        raise DatasetError(f"{path}: spikes/times, spikes/units and labels have different lengths; the file is corrupt.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= 20):
+        raise DatasetError(f"{path}: labels outside 0-19; the file is corrupt or not SHD.")
+    samples = []
+    for index, (sample_times, sample_units) in enumerate(zip(times, units)):
+        if len(sample_times) != len(sample_units):
+            raise DatasetError(f"{path}: sample {index} has {len(sample_times)} spike times but "
+                               f"{len(sample_units)} units; the file is corrupt.")
+        events = make_structured_array(sample_times.astype(np.float64) * 1e6, sample_units, 1, dtype=HSD.dtype)
+        samples.append(_check_events(events, f"{path} (sample {index})", 700))
+    return samples, labels
+
+
+def load_shd(data_dir=None, time_steps=20, seed=0, size=SHD_SIZE):
+    """Spiking Heidelberg Digits: 700 channels summed to ``size[1]``, T bins over the first second.
+
+    Frames are ``[T, 1, W, 1]``: one row of W frequency channels, one polarity.
+
+    Args:
+        data_dir: datasets folder.
+        time_steps: T (default 20: 50 ms bins).
+        seed: unused (shd_train.h5 / shd_test.h5 are the split).
+        size: ``(1, W)`` frame size (default ``(1, 140)``).
+    """
+    data_dir = resolve_data_dir(data_dir)
+    files = catalog.shd_files(data_dir)
+    size = frame_size(size)
+    if size[0] != 1:
+        raise DatasetError(f"SHD frames are one row of channels; use a size of (1, W), not {size}.")
+    window = SHD_DURATION_US / time_steps
+    cache = FrameCache(data_dir, "shd", {"T": time_steps, "size": size}, list(files.values()))
+    arrays = cache.load()
+    if arrays is None:
+        decoded = {subset: _read_shd(path) for subset, path in files.items()}
+        frame_shape = (time_steps, *size, 1)
+        shapes = {}
+        for subset, (samples, labels) in decoded.items():
+            shapes[f"x_{subset}"] = ((len(samples), *frame_shape), np.uint8)
+            shapes[f"y_{subset}"] = ((len(samples),), np.int32)
+
+        def convert(events):
+            return to_frames(events, (700, 1, 1), size, time_steps, time_window=window, start_time=0)
+
+        def fill(out):
+            for subset, (samples, labels) in decoded.items():
+                out[f"y_{subset}"][:] = labels
+                _fill_parallel(out[f"x_{subset}"], samples, convert)
+
+        arrays = cache.build(shapes, fill)
+    return _splits("shd", arrays, 20, time_steps)
