@@ -10,7 +10,7 @@ the board's virtual COM port at 115200 baud.
 
 from pathlib import Path
 
-from tess_keras.export.build import FirmwareError, build, load_boards, resolve_board
+from tess_keras.export.build import FirmwareError, build, check_engine_dir, load_boards, resolve_board
 
 NO_PROBE_MESSAGE = (
     "no debug probe found. Connect the board's debug USB port (ST-LINK on the NUCLEO-F446RE, J-Link OB on "
@@ -49,6 +49,7 @@ def flash(out_dir, board, probe=None):
             probe id, a missing pyOCD target pack, or a failed programming step.
     """
     out_dir = Path(out_dir).resolve()
+    check_engine_dir(out_dir)
     board = resolve_board(out_dir, board)
     spec = load_boards().get(board, {})
     if "pyocd_target" not in spec:
@@ -56,8 +57,7 @@ def flash(out_dir, board, probe=None):
             f"board {board!r} is not a real board; flash one of {', '.join(real_boards())}, "
             f"or run this board in QEMU with `tess simulate {out_dir} --board {board}`."
         )
-    firmware = build(out_dir, board)
-    probes = connected_probes()
+    probes = connected_probes()  # before the build: no probe, no point compiling
     if not probes:
         raise FirmwareError(NO_PROBE_MESSAGE)
     if probe is not None and probe not in probes:
@@ -65,6 +65,7 @@ def flash(out_dir, board, probe=None):
     if probe is None and len(probes) > 1:
         raise FirmwareError(f"{len(probes)} probes are connected ({', '.join(probes)}); choose one with --probe.")
     chosen = probe or probes[0]
+    firmware = build(out_dir, board)
 
     from pyocd.core.helpers import ConnectHelper
     from pyocd.core.exceptions import Error as PyocdError

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tess_keras.export.build import HOST_BOARD, FirmwareError, build, load_boards, resolve_board
+from tess_keras.export.build import HOST_BOARD, FirmwareError, build, check_engine_dir, find_tools, load_boards, resolve_board
 
 # The fields of the result line that must agree bit for bit with the host build.
 BIT_EXACT_FIELDS = ("state_hash", "logits_hash", "logits_sum", "correct_before", "correct_after", "samples_seen")
@@ -130,6 +130,8 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
             f"board {board!r} does not run in QEMU; simulate one of {qemu_boards}, "
             f"or run it on the hardware with `tess flash {out_dir} --board {board}`."
         )
+    check_engine_dir(out_dir)
+    find_tools(board)  # the compiler's message first: it names more packages
     if shutil.which("qemu-system-arm") is None:
         raise FirmwareError(
             "qemu-system-arm is not on PATH. On Debian/Ubuntu install it with `apt-get install qemu-system-arm`."
