@@ -50,7 +50,7 @@ def measure(out_dir, boards, timeout=600):
             result = summary["result"]
             for key in (
                 "accuracy_before", "accuracy_after", "samples_seen", "forward_per_step", "learn_per_step",
-                "update_per_sample", "dense_forward_per_step", "stack_bytes",
+                "update_per_call", "dense_forward_per_step", "stack_bytes",
             ):
                 row[key] = result.get(key)
             row["bit_exact_with_host"] = summary["bit_exact_with_host"]
@@ -85,7 +85,7 @@ def markdown(rows):
             ratio = row.get("dense_over_event_driven")
             lines.append(
                 f"| {row['board']} | {row['forward_per_step']:.0f} | {row['learn_per_step']:.0f} | "
-                f"{row['update_per_sample']:.0f} | {'' if dense is None else f'{dense:.0f}'} | "
+                f"{row['update_per_call']:.0f} | {'' if dense is None else f'{dense:.0f}'} | "
                 f"{'' if ratio is None else f'{ratio:.2f}x'} | {row['learning_ram_bytes']} | "
                 f"{row['accuracy_before']:.3f} → {row['accuracy_after']:.3f} | {row['bit_exact_with_host']} |"
             )

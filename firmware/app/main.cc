@@ -157,15 +157,35 @@ int32_t evaluate(bool record_logits) {
     return correct;
 }
 
+// Passes over the labelled stream, and samples per weight update; the export
+// may choose them in demo_data.h.
+#ifndef TESS_DEMO_EPOCHS
+#define TESS_DEMO_EPOCHS 1
+#endif
+#ifndef TESS_DEMO_BATCH
+#define TESS_DEMO_BATCH 1
+#endif
+
+void apply_update(void) {
+    const uint64_t start = tess_platform_ticks();
+    tess_apply_update();
+    counters.update_ticks += tess_platform_ticks() - start;
+    ++counters.updates;
+}
+
 int32_t learn(void) {
     int32_t seen = 0;
-    for (int i = 0; i < TESS_DEMO_LEARN_COUNT; ++i) {
-        run_sample(tess_demo_learn_inputs + i * kStepSize, static_cast<int32_t>(tess_demo_learn_labels[i]));
-        const uint64_t start = tess_platform_ticks();
-        tess_apply_update();
-        counters.update_ticks += tess_platform_ticks() - start;
-        ++counters.updates;
-        ++seen;
+    for (int epoch = 0; epoch < TESS_DEMO_EPOCHS; ++epoch) {
+        for (int i = 0; i < TESS_DEMO_LEARN_COUNT; ++i) {
+            run_sample(tess_demo_learn_inputs + i * kStepSize, static_cast<int32_t>(tess_demo_learn_labels[i]));
+            ++seen;
+            if (seen % TESS_DEMO_BATCH == 0) {
+                apply_update();
+            }
+        }
+    }
+    if (seen % TESS_DEMO_BATCH != 0) {
+        apply_update();
     }
     return seen;
 }
@@ -219,10 +239,11 @@ int main(void) {
     line.integer("test_samples", TESS_DEMO_TEST_COUNT);
     line.integer("samples_seen", samples_seen);
     line.integer("time_steps", TESS_TIME_STEPS);
+    line.integer("batch", TESS_DEMO_BATCH);
     line.text("tick_unit", tess_platform_tick_unit());
     per_step(line, "forward_per_step", counters.forward_ticks, counters.forward_steps, measured);
     per_step(line, "learn_per_step", counters.learn_ticks, counters.learn_steps, measured);
-    per_step(line, "update_per_sample", counters.update_ticks, counters.updates, measured);
+    per_step(line, "update_per_call", counters.update_ticks, counters.updates, measured);
     if (measured) {
         line.integer("calibration_loop", static_cast<int64_t>(2u * kCalibrationLoops));
         line.integer("calibration_measured", static_cast<int64_t>(tess_platform_ticks_to_units(calibration_ticks())));

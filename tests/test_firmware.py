@@ -1,0 +1,61 @@
+"""Firmware built from a real `tess export` of a (tiny) trained digits network:
+every board compiles with -Wall -Wextra -Werror, real-board images fit their
+RAM and flash, and the Cortex-M4 image learns on the device in QEMU, matching
+the host build bit for bit."""
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from tess_keras.cli.app import app
+from tess_keras.export import build as firmware_build
+from tess_keras.export import simulate as firmware_simulate
+
+pytestmark = pytest.mark.slow
+
+BOARDS = firmware_build.load_boards()
+QEMU_BOARDS = [name for name, spec in BOARDS.items() if "qemu_machine" in spec]
+REAL_BOARDS = [name for name, spec in BOARDS.items() if "pyocd_target" in spec]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """OUT_DIR of `tess export --target cortex-m4` for a digits net trained briefly."""
+    from tess_keras.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("firmware")
+    run_dir, out_dir = root / "run", root / "out"
+    train(TrainConfig(dataset="digits", rule="tess", model="mcu", epochs=2, out=str(run_dir)), verbose=0)
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--target", "cortex-m4", "--out", str(out_dir)])
+    assert result.exit_code == 0, result.output
+    return out_dir
+
+
+@pytest.mark.parametrize("board", QEMU_BOARDS + REAL_BOARDS)
+def test_board_builds_with_warnings_as_errors_and_fits(exported, board):
+    result = firmware_build.build(exported, board)
+    assert result.executable.is_file()
+    flags = (result.build_dir / "build.ninja").read_text()
+    assert re.search(r"FLAGS = .*-Wall -Wextra -Werror", flags)
+    assert "-fno-exceptions -fno-rtti" in flags
+    sizes = result.sizes
+    assert 0 < sizes["flash_bytes"] <= sizes["flash_limit"]
+    assert 0 < sizes["ram_bytes"] <= sizes["ram_limit"]
+    if board in REAL_BOARDS:  # images a probe can program
+        assert (result.build_dir / "tess_firmware.hex").stat().st_size > sizes["flash_bytes"]
+
+
+def test_cortex_m4_learns_on_device_and_matches_the_host_bit_for_bit(exported):
+    result = CliRunner().invoke(app, ["simulate", str(exported), "--board", "mps2-an386", "--timeout", "240"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((exported / "simulate.json").read_text())
+    line = summary["result"]
+    assert summary["bit_exact_with_host"] is True, summary["mismatched_fields"]
+    for field in firmware_simulate.BIT_EXACT_FIELDS:
+        assert line[field] == summary["host_result"][field]
+    assert line["accuracy_after"] - line["accuracy_before"] >= 0.10, line
+    assert line["samples_seen"] > 0 and line["tick_unit"] == "instructions"
+    assert line["learn_per_step"] > line["forward_per_step"] > 0
+    assert abs(line["calibration_measured"] - line["calibration_loop"]) <= 100
