@@ -7,6 +7,7 @@ TensorFlow when it runs, so ``tess --help`` answers at once.
 import sys
 
 from tess_keras.cli import build  # noqa: F401  (registers its command)
+from tess_keras.cli import datasets  # noqa: F401  (registers its command)
 from tess_keras.cli import flash  # noqa: F401  (registers its command)
 from tess_keras.cli import profile  # noqa: F401  (registers its command)
 from tess_keras.cli import simulate  # noqa: F401  (registers its command)

@@ -9,6 +9,7 @@ table and the loaders always agree.
 import dataclasses
 import os
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -118,8 +119,14 @@ def missing_message(name, data_dir, what):
     )
 
 
+def natural_key(path):
+    """Sort ``x_2`` before ``x_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
 def _sorted_files(folder, suffix):
-    return sorted(p for p in Path(folder).rglob(f"*{suffix}") if p.is_file())
+    """Files under ``folder`` in natural order (so the order, and any split by it, is stable)."""
+    return sorted((p for p in Path(folder).rglob(f"*{suffix}") if p.is_file()), key=natural_key)
 
 
 def cifar10_dvs_files(data_dir):

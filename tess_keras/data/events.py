@@ -19,7 +19,6 @@ into silently wrong labels or missing samples.
 import concurrent.futures
 import logging
 import os
-import re
 
 import numpy as np
 
@@ -93,11 +92,6 @@ def _check_events(events, path, width, height=None):
     if np.any(times[1:] < times[:-1]):
         events = events[np.argsort(times, kind="stable")]
     return events
-
-
-def natural_key(path):
-    """Sort ``x_2`` before ``x_10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 # ----------------------------------------------------------------------------- readers
@@ -195,7 +189,7 @@ def cifar10_dvs_split(files, test_fraction=0.1):
     """The recipe's 90/10 split per class: the last 10% of each class (natural file order) is the test set."""
     train, test = [], []
     for label, class_name in enumerate(catalog.CIFAR10_DVS_CLASSES):
-        paths = sorted(files[class_name], key=natural_key)
+        paths = files[class_name]  # natural file order
         n_test = max(1, round(len(paths) * test_fraction)) if len(paths) > 1 else 0
         cut = len(paths) - n_test
         train += [(p, label) for p in paths[:cut]]
