@@ -32,12 +32,14 @@ def reserved_stack(elf):
     return symbols["__stack_top"] - symbols["__stack_limit"]
 
 
-def measure(out_dir, boards, timeout=600):
+def measure(out_dir, boards, timeout=600, dense=True):
     """Builds (and, for QEMU boards, runs) the firmware on each board.
 
     Returns:
         A list of dicts, one per board, with sizes and, where simulated, the
         per-step counts, the learning RAM and the bit-exactness flag.
+        With ``dense``, each QEMU board also runs the firmware that times the
+        engine's dense reference forward (TESS_WITH_DENSE_REFERENCE).
     """
     table = load_boards()
     rows = []
@@ -48,9 +50,13 @@ def measure(out_dir, boards, timeout=600):
         if "qemu_machine" in table[board]:
             summary = simulate(out_dir, board, timeout=timeout)
             result = summary["result"]
+            if dense:  # a second firmware that also links the dense reference forward
+                dense_result = simulate(out_dir, board, timeout=timeout, compare_with_host=False, dense_reference=True)["result"]
+                result["dense_forward_per_step"] = dense_result["dense_forward_per_step"]
+                result["dense_identical_samples"] = dense_result["dense_identical_samples"]
             for key in (
                 "accuracy_before", "accuracy_after", "samples_seen", "forward_per_step", "learn_per_step",
-                "update_per_call", "dense_forward_per_step", "stack_bytes",
+                "update_per_call", "dense_forward_per_step", "dense_identical_samples", "stack_bytes",
             ):
                 row[key] = result.get(key)
             row["bit_exact_with_host"] = summary["bit_exact_with_host"]
@@ -76,7 +82,7 @@ def markdown(rows):
     if simulated:
         lines += [
             "",
-            "| board | forward / step | learning step | update / sample | dense forward / step | dense ÷ event "
+            "| board | forward / step | learning step | update / call | dense forward / step | dense ÷ event "
             "| learning RAM (B) | accuracy before → after | bit exact |",
             "|---|---:|---:|---:|---:|---:|---:|---|---|",
         ]
@@ -97,9 +103,10 @@ def main(argv=None):
     parser.add_argument("out_dir", type=Path, help="directory written by tess export")
     parser.add_argument("--boards", default=",".join(load_boards()), help="comma-separated board names")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--no-dense", action="store_true", help="skip the dense reference forward")
     args = parser.parse_args(argv)
     try:
-        rows = measure(args.out_dir, args.boards.split(","))
+        rows = measure(args.out_dir, args.boards.split(","), dense=not args.no_dense)
     except FirmwareError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

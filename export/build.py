@@ -174,7 +174,7 @@ def firmware_sizes(elf, board):
     return sizes
 
 
-def build(out_dir, board=None, build_root=None, sanitize=False):
+def build(out_dir, board=None, build_root=None, sanitize=False, dense_reference=False):
     """Configures and compiles the firmware (or the host reference) for one board.
 
     Args:
@@ -182,6 +182,9 @@ def build(out_dir, board=None, build_root=None, sanitize=False):
         board: board name; None takes the one report.json records.
         build_root: where the CMake build directories go (default OUT_DIR/build).
         sanitize: host board only: build with AddressSanitizer and UBSan.
+        dense_reference: also link the engine's dense reference forward (the
+            demo then times it against the event-driven one); needs an engine
+            whose tess_engine.h defines TESS_HAS_DENSE_REFERENCE.
 
     Returns:
         A BuildResult.
@@ -196,11 +199,12 @@ def build(out_dir, board=None, build_root=None, sanitize=False):
     board = resolve_board(out_dir, board)
     tools = find_tools(board)
     build_root = Path(build_root) if build_root else out_dir / "build"
-    build_dir = build_root / (f"{board}-sanitize" if sanitize else board)
+    build_dir = build_root / (board + ("-sanitize" if sanitize else "") + ("-dense" if dense_reference else ""))
     configure = [
         tools["cmake"], "-S", str(FIRMWARE_DIR), "-B", str(build_dir), "-G", tools["generator"],
         f"-DTESS_BOARD={board}", f"-DTESS_ENGINE_DIR={out_dir}", "-DCMAKE_BUILD_TYPE=Release",
         f"-DTESS_SANITIZE={'ON' if sanitize else 'OFF'}",
+        f"-DTESS_WITH_DENSE_REFERENCE={'ON' if dense_reference else 'OFF'}",
     ]
     if board == HOST_BOARD:
         configure.append(f"-DCMAKE_CXX_COMPILER={tools['c++']}")

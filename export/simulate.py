@@ -100,7 +100,7 @@ def _write_json_atomically(path, payload):
     os.replace(temporary, path)
 
 
-def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=True):
+def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=True, dense_reference=False):
     """Builds the firmware, runs it in QEMU and writes ``OUT_DIR/simulate.json``.
 
     Args:
@@ -111,6 +111,8 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
         on_line: called with each console line as it arrives.
         compare_with_host: also build and run the host reference and set
             ``bit_exact_with_host``.
+        dense_reference: run the firmware that also times the engine's dense
+            reference forward (``dense_forward_per_step`` in the result).
 
     Returns:
         The dict written to simulate.json: ``result`` (the firmware's result
@@ -136,7 +138,7 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
         raise FirmwareError(
             "qemu-system-arm is not on PATH. On Debian/Ubuntu install it with `apt-get install qemu-system-arm`."
         )
-    firmware = build(out_dir, board)
+    firmware = build(out_dir, board, dense_reference=dense_reference)
     command = qemu_command(board, firmware.executable)
     code, lines = run_console(command, timeout, on_line)
     if code is None:

@@ -198,6 +198,47 @@ void per_step(JsonLine &line, const char *name, uint64_t ticks, uint64_t steps, 
     }
 }
 
+#if defined(TESS_WITH_DENSE_REFERENCE)
+}  // namespace
+
+// The second copy of the engine, compiled with TESS_DENSE_REFERENCE (dense_names.h).
+extern "C" {
+void tess_dense_reset(void);
+void tess_dense_step(const int8_t *input, int32_t label);
+const int32_t *tess_dense_logits(void);
+}
+
+namespace {
+
+uint64_t dense_ticks = 0;
+uint64_t dense_steps = 0;
+
+// Runs the held-out set through the event-driven engine and the dense
+// reference (same initial weights), timing the dense forward; returns how many
+// samples end with identical summed logits (all of them, or the forwards differ).
+int32_t compare_with_dense_reference(void) {
+    int32_t identical = 0;
+    for (int i = 0; i < TESS_DEMO_TEST_COUNT; ++i) {
+        const int8_t *sample = tess_demo_test_inputs + i * kStepSize;
+        tess_reset();
+        tess_dense_reset();
+        for (int t = 0; t < TESS_TIME_STEPS; ++t) {
+            tess_step(sample + t * TESS_INPUT_SIZE, -1);
+            const uint64_t start = tess_platform_ticks();
+            tess_dense_step(sample + t * TESS_INPUT_SIZE, -1);
+            dense_ticks += tess_platform_ticks() - start;
+            ++dense_steps;
+        }
+        bool same = true;
+        for (int c = 0; c < TESS_NUM_CLASSES; ++c) {
+            same = same && tess_logits()[c] == tess_dense_logits()[c];
+        }
+        identical += same ? 1 : 0;
+    }
+    return identical;
+}
+#endif
+
 // Times a loop of exactly 2 * kCalibrationLoops instructions (subs + bne),
 // so the result line shows whether a tick really is one instruction/cycle.
 constexpr uint32_t kCalibrationLoops = 50000u;
@@ -225,6 +266,9 @@ int main(void) {
     tess_platform_write("tess demo: held-out accuracy, on-device learning, held-out accuracy\n");
 
     const int32_t correct_before = evaluate(false);
+#if defined(TESS_WITH_DENSE_REFERENCE)
+    const int32_t dense_identical = compare_with_dense_reference();
+#endif
     const int32_t samples_seen = learn();
     const int32_t correct_after = evaluate(true);
 
@@ -244,6 +288,10 @@ int main(void) {
     per_step(line, "forward_per_step", counters.forward_ticks, counters.forward_steps, measured);
     per_step(line, "learn_per_step", counters.learn_ticks, counters.learn_steps, measured);
     per_step(line, "update_per_call", counters.update_ticks, counters.updates, measured);
+#if defined(TESS_WITH_DENSE_REFERENCE)
+    per_step(line, "dense_forward_per_step", dense_ticks, dense_steps, measured);
+    line.integer("dense_identical_samples", dense_identical);
+#endif
     if (measured) {
         line.integer("calibration_loop", static_cast<int64_t>(2u * kCalibrationLoops));
         line.integer("calibration_measured", static_cast<int64_t>(tess_platform_ticks_to_units(calibration_ticks())));

@@ -62,10 +62,14 @@ void tess_step(const int8_t *input, int32_t label) {
     int32_t best = 0;
     for (int c = 0; c < TESS_NUM_CLASSES; ++c) {
         int32_t sum = 0;
-        for (int i = 0; i < kHidden; ++i) {  // binary spikes: add, never multiply
-            if (spikes[i] != 0u) {
+        for (int i = 0; i < kHidden; ++i) {
+#if defined(TESS_DENSE_REFERENCE)
+            sum += readout_weights[c][i] * spikes[i];
+#else
+            if (spikes[i] != 0u) {  // binary spikes: add, never multiply
                 sum += readout_weights[c][i];
             }
+#endif
         }
         step_logits[c] = sum;
         logits_sum[c] += sum;

@@ -10,6 +10,9 @@
 #define TESS_INPUT_SIZE 16
 #define TESS_NUM_CLASSES 4
 #define TESS_TIME_STEPS 4
+// Compiled with TESS_DENSE_REFERENCE, the readout multiplies every synapse
+// (zeros included) instead of adding the weights of active inputs.
+#define TESS_HAS_DENSE_REFERENCE 1
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,0 +1,16 @@
+// Force-included when tess_engine.cc is compiled a second time with
+// TESS_DENSE_REFERENCE: the copy's C API gets its own names, so the dense
+// reference forward and the event-driven engine link into one firmware
+// (everything else in the engine is file-local).
+#ifndef TESS_FIRMWARE_DENSE_NAMES_H_
+#define TESS_FIRMWARE_DENSE_NAMES_H_
+
+#define tess_reset tess_dense_reset
+#define tess_step tess_dense_step
+#define tess_apply_update tess_dense_apply_update
+#define tess_predict tess_dense_predict
+#define tess_logits tess_dense_logits
+#define tess_state_hash tess_dense_state_hash
+#define tess_buffers tess_dense_buffers
+
+#endif  // TESS_FIRMWARE_DENSE_NAMES_H_
