@@ -30,7 +30,7 @@ DEFAULT_BOARD_FOR_TARGET = {
     "cortex-m55": "mps3-an547",
     "host": "mps2-an386",
 }
-ENGINE_FILES = ("tess_engine.h", "demo_data.h")
+ENGINE_FILES = ("tess_engine.h", "tess_engine.cc", "demo_data.h", "demo_data.cc")
 
 
 class FirmwareError(Exception):

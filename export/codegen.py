@@ -1,0 +1,260 @@
+"""Render the C++ engine, the host harness and the demo data from Jinja2 templates."""
+
+import re
+import shutil
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from tess_keras.export.spec import FlattenSpec, PoolSpec, ReadoutSpec, SpikingSpec, U_FRAC
+
+TEMPLATES = Path(__file__).parent / "templates"
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "firmware" / "runtime"
+RUNTIME_FILES = ("tess_runtime.h",)
+ENGINE_FILES = ("tess_engine.h", "tess_engine.cc")
+
+
+def runtime_dir():
+    """The fixed runtime: firmware/runtime in a checkout, else the packaged copy."""
+    if (RUNTIME_DIR / RUNTIME_FILES[0]).exists():
+        return RUNTIME_DIR
+    return TEMPLATES / "runtime"
+
+
+def c_array(values, per_line=16):
+    values = [str(int(v)) for v in np.asarray(values).ravel()]
+    lines = [", ".join(values[i : i + per_line]) for i in range(0, len(values), per_line)]
+    return ",\n".join("    " + line for line in lines)
+
+
+def c_name(name):
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return name if not name[0].isdigit() else "l_" + name
+
+
+def _environment():
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["carray"] = c_array
+    return env
+
+
+def _lsg_bits(sign):
+    """Pack B's signs (+1 -> bit 1, -1 -> bit 0; column 0 is zero by construction)."""
+    classes, n = sign.shape
+    row_bytes = (n + 7) // 8
+    bits = np.zeros((classes, row_bytes), np.uint8)
+    for k in range(n):
+        bits[:, k // 8] |= ((sign[:, k] > 0).astype(np.uint8) << (k % 8)).astype(np.uint8)
+    return bits.tolist(), row_bytes
+
+
+def layer_summary(layer):
+    if isinstance(layer, SpikingSpec):
+        geometry = (
+            f"{layer.kernel_size}x{layer.kernel_size}/{layer.stride} pad {layer.pad}" if layer.kind == "conv" else "dense"
+        )
+        source = "int8 input" if layer.analog_input else "spikes"
+        learns = (
+            f"learns (q trace Q{15 - layer.trace_frac}.{layer.trace_frac}, alpha_post {layer.alpha_post})"
+            if layer.learn
+            else "frozen"
+        )
+        return (
+            f"{layer.name}: LIF {layer.kind} {geometry}, {list(layer.in_shape)} -> {list(layer.out_shape)} "
+            f"from {source}, {learns}"
+        )
+    if isinstance(layer, PoolSpec):
+        return f"{layer.name}: max pool {layer.pool}/{layer.stride}, {list(layer.in_shape)} -> {list(layer.out_shape)}"
+    if isinstance(layer, FlattenSpec):
+        return f"{layer.name}: flatten {list(layer.in_shape)} -> {list(layer.out_shape)} (no-op, HWC order)"
+    return f"{layer.name}: linear readout {layer.in_size} -> {layer.num_classes}, {'learns' if layer.learn else 'frozen'}"
+
+
+def engine_context(spec, source="a Keras model"):
+    """Everything the engine templates read, computed from an ``EngineSpec``."""
+    spiking, pools, calls, buffers = [], [], [], []
+    current = "input"
+    current_type = "int8_t"
+    for layer in spec.layers:
+        if isinstance(layer, SpikingSpec):
+            c = c_name(layer.name)
+            ctx = dict(
+                name=layer.name,
+                c=c,
+                summary=layer_summary(layer),
+                kind=layer.kind,
+                analog=layer.analog_input,
+                in_t=current_type,
+                learn=layer.learn,
+                weights=layer.weights.ravel().tolist(),
+                cur_mult=layer.current_mult,
+                cur_shift=layer.current_shift,
+                threshold=layer.threshold,
+                gamma=layer.gamma,
+                psi_scale=layer.psi_scale,
+                N=layer.num_neurons,
+                NIN=layer.num_inputs,
+                CO=layer.out_channels,
+                alpha_post=layer.alpha_post if layer.learn else 0,
+            )
+            if layer.kind == "conv":
+                h, w, ci = layer.in_shape
+                oh, ow, co = layer.out_shape
+                ctx.update(H=h, W=w, CI=ci, OH=oh, OW=ow, K=layer.kernel_size, S=layer.stride, PT=layer.pad[0], PL=layer.pad[1])
+            if layer.learn:
+                bits, row_bytes = _lsg_bits(layer.lsg_sign)
+                k = layer.lsg_pool
+                if layer.kind == "conv":
+                    oh, ow, co = layer.out_shape
+                    ch, cw = layer.lsg_cell
+                    cell = f"(n % {co}) * {k * k} + ((n / {ow * co}) / {ch}) * {k} + ((n / {co}) % {ow}) / {cw}"
+                else:
+                    cell = "n"
+                ctx.update(
+                    lambda_pre=layer.lambda_pre,
+                    lambda_post=layer.lambda_post,
+                    alpha_pre=layer.alpha_pre,
+                    trace_frac=layer.trace_frac,
+                    trace_format=f"Q{15 - layer.trace_frac}.{layer.trace_frac} of one {'input LSB' if layer.analog_input else 'spike'}",
+                    grad_shift=layer.grad_shift,
+                    lsg_size=layer.lsg_size,
+                    lsg_bits=bits,
+                    lsg_row_bytes=row_bytes,
+                    lsg_mult=layer.lsg_mult,
+                    lsg_shift=layer.lsg_shift,
+                    cell_expr=cell,
+                    update_mult=layer.update_mult,
+                    update_shift=layer.update_shift,
+                )
+            spiking.append(ctx)
+            calls.append(f"{c}_step({current}, learn, label)")
+            buffers += [
+                dict(name=f"{layer.name}.u", symbol=f"{c}_u", count=ctx["N"], bytes=2),
+                dict(name=f"{layer.name}.o", symbol=f"{c}_o", count=ctx["N"], bytes=1),
+                dict(name=f"{layer.name}.w", symbol=f"{c}_w", count=len(ctx["weights"]), bytes=1),
+            ]
+            if layer.learn:
+                buffers.append(dict(name=f"{layer.name}.q", symbol=f"{c}_q", count=ctx["NIN"], bytes=2))
+                if layer.alpha_post:
+                    buffers.append(dict(name=f"{layer.name}.h", symbol=f"{c}_h", count=ctx["N"], bytes=2))
+                buffers.append(dict(name=f"{layer.name}.g", symbol=f"{c}_g", count=len(ctx["weights"]), bytes=4))
+            current, current_type = f"{c}_o", "uint8_t"
+        elif isinstance(layer, PoolSpec):
+            c = c_name(layer.name)
+            h, w, ch = layer.in_shape
+            oh, ow, _ = layer.out_shape
+            pools.append(
+                dict(
+                    c=c, summary=layer_summary(layer), N=int(np.prod(layer.out_shape)), H=h, W=w, C=ch, OH=oh, OW=ow,
+                    PH=layer.pool[0], PW=layer.pool[1], SH=layer.stride[0], SW=layer.stride[1],
+                    PT=layer.pad[0], PL=layer.pad[1],
+                )
+            )
+            calls.append(f"{c}_step({current})")
+            current = f"{c}_out"
+        elif isinstance(layer, FlattenSpec):
+            continue
+        elif isinstance(layer, ReadoutSpec):
+            c = c_name(layer.name)
+            readout = dict(
+                c=c,
+                summary=layer_summary(layer),
+                learn=layer.learn,
+                NIN=layer.in_size,
+                weights=layer.weights.ravel().tolist(),
+                bias=layer.bias,
+                logit_mult=layer.logit_mult,
+                logit_shift=layer.logit_shift,
+                update_mult=layer.update_mult,
+                update_shift=layer.update_shift,
+            )
+            calls.append(f"{c}_step({current}, learn, label)")
+            buffers += [
+                dict(name=f"{layer.name}.w", symbol=f"{c}_w", count=len(readout["weights"]), bytes=1),
+                dict(name=f"{layer.name}.b", symbol=f"{c}_b", count=spec.num_classes, bytes=4),
+            ]
+            if layer.learn:
+                buffers += [
+                    dict(name=f"{layer.name}.g", symbol=f"{c}_g", count=len(readout["weights"]), bytes=4),
+                    dict(name=f"{layer.name}.gb", symbol=f"{c}_gb", count=spec.num_classes, bytes=4),
+                ]
+    buffers += [
+        dict(name="logits", symbol="tess_step_logits", count=spec.num_classes, bytes=4),
+        dict(name="logit_sum", symbol="tess_logit_sum", count=spec.num_classes, bytes=4),
+    ]
+    learning = [s for s in spiking if s["learn"]]
+    dims = list(zip(("HEIGHT", "WIDTH", "CHANNELS"), spec.input_shape)) if len(spec.input_shape) == 3 else []
+    first = spec.spiking[0]
+    return dict(
+        source=source,
+        spiking=spiking,
+        pools=pools,
+        R=readout,
+        calls=calls,
+        buffers=buffers,
+        num_classes=spec.num_classes,
+        time_steps=spec.time_steps,
+        input_size=spec.input_size,
+        input_dims=dims,
+        input_scale=spec.input_scale,
+        logit_scale=spec.readout.weight_scale,
+        seed=spec.seed,
+        t_l=spec.t_l,
+        learning_rate=spec.learning_rate,
+        learn_names=", ".join(layer.name for layer in spec.learnable),
+        learnable_weights=sum(int(layer.weights.size) for layer in spec.learnable),
+        threshold_q=first.threshold,
+        v_th=first.threshold / (1 << U_FRAC),
+        layer_lines=[layer_summary(layer) for layer in spec.layers],
+        any_learn=bool(spec.learnable),
+        any_spiking_learn=bool(learning),
+        max_neurons=max([s["N"] for s in spiking] + [spec.num_classes]),
+        max_learn_neurons=max([s["N"] for s in learning], default=1),
+        max_lsg=max([s["lsg_size"] for s in learning], default=1),
+        max_channels=max([s["CO"] for s in learning], default=1),
+    )
+
+
+def buffer_names(spec):
+    """(step, grad, weight) buffer names in the order the harness writes them."""
+    step, grad, weight = [], [], []
+    for layer in spec.spiking:
+        step += [f"{layer.name}.u", f"{layer.name}.o"]
+        if layer.learn:
+            step.append(f"{layer.name}.q")
+            if layer.alpha_post:
+                step.append(f"{layer.name}.h")
+    step += ["logits", "logit_sum"]
+    for layer in spec.learnable:
+        grad.append(f"{layer.name}.g")
+        weight.append(f"{layer.name}.w")
+        if isinstance(layer, ReadoutSpec):
+            grad.append(f"{layer.name}.gb")
+            weight.append(f"{layer.name}.b")
+    return step, grad, weight
+
+
+def write_engine(spec, out_dir, source="a Keras model"):
+    """Write tess_engine.h/.cc and the runtime header into ``out_dir``."""
+    out_dir = Path(out_dir)
+    env = _environment()
+    context = engine_context(spec, source)
+    for name in ENGINE_FILES:
+        (out_dir / name).write_text(env.get_template(name + ".j2").render(**context))
+    for name in RUNTIME_FILES:
+        shutil.copyfile(runtime_dir() / name, out_dir / name)
+    return [out_dir / n for n in ENGINE_FILES + RUNTIME_FILES]
+
+
+def write_harness(spec, out_dir):
+    step, grad, weight = buffer_names(spec)
+    path = Path(out_dir) / "host_harness.cc"
+    path.write_text(_environment().get_template("host_harness.cc.j2").render(step_names=step, grad_names=grad, weight_names=weight))
+    return path

@@ -1,0 +1,434 @@
+"""From a trained Keras spiking model to the integer engine's parameters.
+
+Everything the generated C++ engine and the Python golden model need is
+computed here once, so both read the very same integers.
+
+Number formats (see also the README section "Export to Cortex-M"):
+
+- input ``x``: int8, real = x * input_scale (per tensor, symmetric).
+- weights: int8 in [-127, 127]; spiking layers have one scale per output
+  channel, the readout one scale per tensor; readout bias int32 in units of
+  the readout weight scale.
+- membrane ``u``: int16 Q4.11 (range [-16, 16), LSB 1/2048), saturating.
+- surrogate ``psi(u)``, post trace ``h``, softmax probabilities and errors:
+  Q15 (int16/int32).
+- pre trace ``q``: int16, ``Q(15-F).F`` of the layer's input unit (one spike,
+  or one input LSB for the first layer) with ``F`` = ``trace_frac`` chosen so
+  the trace's largest value fits.
+- LSG and readout logits for the softmax: int32 Q19.12.
+- gradient accumulators: int32, saturating; scale documented per layer.
+- real multipliers (current scale, learning rate...) are ``mult * 2**-shift``
+  with an int32 ``mult`` (TFLite-Micro style), applied with rounding.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+U_FRAC = 11  # membrane Q4.11
+Q15 = 15
+LOGIT_FRAC = 12  # softmax inputs Q19.12
+GRAD_SHIFT = 5  # (Q15 error x Q-F trace) >> 5 into the int32 accumulator
+UPDATE_FRAC = 16  # pending update in weight LSB, Q16, before stochastic rounding
+SURROGATE_SCALE = 0.3
+WEIGHT_MAX = 127
+
+
+class ExportError(Exception):
+    """A model or option the exporter cannot express. The message names it and says what to do."""
+
+
+def quantize_multiplier(real):
+    """``real ≈ mult * 2**-shift`` with ``mult`` < 2**31 and 1 <= shift <= 62.
+
+    Args:
+        real: a non-negative real multiplier below 2**30.
+
+    Returns:
+        ``(mult, shift)`` as Python ints; tiny reals give a small or zero mult.
+    """
+    real = float(real)
+    if real < 0 or not math.isfinite(real):
+        raise ExportError(f"internal: multiplier {real} is negative or not finite.")
+    if real == 0.0:
+        return 0, 1
+    if real >= 2.0**30:
+        raise ExportError(f"a fixed-point multiplier of {real:.4g} is too large for the int32 engine.")
+    shift = 30 - math.floor(math.log2(real))
+    mult = round(real * 2.0**shift)
+    if mult >= 2**31:
+        mult //= 2
+        shift -= 1
+    if shift < 1:
+        shift, mult = 1, round(real * 2.0)
+    if shift > 62:
+        shift, mult = 62, round(real * 2.0**62)
+    return int(mult), int(shift)
+
+
+def quantize_multipliers(reals):
+    pairs = [quantize_multiplier(r) for r in np.asarray(reals, np.float64).ravel()]
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+
+
+def to_q(value, frac):
+    return int(round(float(value) * (1 << frac)))
+
+
+@dataclasses.dataclass
+class SpikingSpec:
+    """One LIF layer (conv or dense) in integer form."""
+
+    name: str
+    kind: str  # "conv" or "dense"
+    in_shape: tuple  # (H, W, C) for conv, (N,) for dense
+    out_shape: tuple
+    weights: np.ndarray  # int8, [K, K, Cin, Cout] or [N, Cout]
+    weight_scale: np.ndarray  # float per output channel
+    analog_input: bool  # the first layer sees int8 input, the others binary spikes
+    current_mult: np.ndarray  # per output channel: int32 acc -> Q11 current
+    current_shift: np.ndarray
+    threshold: int  # Q11
+    gamma: int  # Q15
+    psi_scale: int  # Q15
+    kernel_size: int = 1
+    stride: int = 1
+    pad: tuple = (0, 0)  # (top, left)
+    learn: bool = False
+    # TESS (only used when learn)
+    lambda_pre: int = 0  # Q15
+    lambda_post: int = 0  # Q15
+    alpha_pre: int = 1
+    alpha_post: int = 1
+    trace_frac: int = 13
+    grad_shift: int = GRAD_SHIFT
+    lsg_pool: int = 1
+    lsg_cell: tuple = (1, 1)  # rows, cols of one pooling cell
+    lsg_size: int = 1  # n
+    lsg_sign: np.ndarray = None  # int8 [C, n] in {-1, 0, 1}
+    lsg_mult: int = 0  # Z (integer) -> Q12 logits: 4096 / (n * area)
+    lsg_shift: int = 1
+    update_mult: np.ndarray = None  # per output channel: acc -> Q16 weight LSB (includes lr)
+    update_shift: np.ndarray = None
+
+    @property
+    def num_neurons(self):
+        return int(np.prod(self.out_shape))
+
+    @property
+    def num_inputs(self):
+        return int(np.prod(self.in_shape))
+
+    @property
+    def out_channels(self):
+        return int(self.out_shape[-1])
+
+    @property
+    def cell_area(self):
+        return int(self.lsg_cell[0] * self.lsg_cell[1])
+
+
+@dataclasses.dataclass
+class PoolSpec:
+    """MaxPooling2D on binary spike maps (a logical OR over the window)."""
+
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+    pool: tuple
+    stride: tuple
+    pad: tuple  # (top, left)
+
+
+@dataclasses.dataclass
+class FlattenSpec:
+    """Flatten: a no-op on the engine's channels-last layout (Keras order)."""
+
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+
+
+@dataclasses.dataclass
+class ReadoutSpec:
+    """The linear readout on binary spikes: per-step int32 logits."""
+
+    name: str
+    in_size: int
+    num_classes: int
+    weights: np.ndarray  # int8 [in, C]
+    bias: np.ndarray  # int32 [C], units of weight_scale
+    weight_scale: float
+    logit_mult: int  # int32 logits -> Q12
+    logit_shift: int
+    learn: bool = False
+    update_mult: int = 0  # Q15 error sums -> Q16 weight LSB (includes lr)
+    update_shift: int = 1
+
+
+@dataclasses.dataclass
+class EngineSpec:
+    """The whole exported network."""
+
+    input_shape: tuple
+    input_scale: float
+    time_steps: int
+    num_classes: int
+    layers: list
+    learning_rate: float
+    seed: int = 0x7E55
+    t_l: int = 0
+
+    @property
+    def input_size(self):
+        return int(np.prod(self.input_shape))
+
+    @property
+    def spiking(self):
+        return [layer for layer in self.layers if isinstance(layer, SpikingSpec)]
+
+    @property
+    def readout(self):
+        return self.layers[-1]
+
+    @property
+    def learnable(self):
+        return [layer for layer in self.layers if isinstance(layer, (SpikingSpec, ReadoutSpec)) and layer.learn]
+
+    def quantize_input(self, x):
+        """Float input(s) -> int8 with this model's input scale."""
+        return np.clip(np.round(np.asarray(x, np.float64) / self.input_scale), -127, 127).astype(np.int8)
+
+
+def _same_pad(size, kernel, stride):
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2
+
+
+def _quantize_weights_per_channel(kernel):
+    """Symmetric int8 per output channel (last axis)."""
+    flat = kernel.reshape(-1, kernel.shape[-1])
+    scale = np.abs(flat).max(axis=0) / WEIGHT_MAX
+    scale = np.where(scale > 0, scale, 1e-8)
+    q = np.clip(np.round(kernel / scale), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+    return q, scale.astype(np.float64)
+
+
+def _rule_constants(rule):
+    from tess_keras.rules import tess as tess_rule
+
+    defaults = tess_rule.TESS()
+    source = rule if isinstance(rule, tess_rule.TESS) else defaults
+    constants = {}
+    for name in ("alpha_pre", "alpha_post"):
+        value = float(getattr(source, name))
+        if value not in (-1.0, 0.0, 1.0):
+            raise ExportError(
+                f"the model's learning rule has {name}={value:g}; the on-device TESS engine supports -1, 0 or +1. "
+                f"Retrain with --alpha-post -1, 0 or 1."
+            )
+        constants[name] = int(value)
+    for name in ("lambda_pre", "lambda_post"):
+        value = float(getattr(source, name))
+        if not 0.0 <= value < 1.0:
+            raise ExportError(f"the model's learning rule has {name}={value:g}; the engine needs 0 <= lambda < 1.")
+        constants[name] = to_q(value, Q15)
+    constants["t_l"] = int(getattr(source, "t_l", 0))
+    return constants
+
+
+def _trace_frac(max_input, lambda_pre_q15):
+    """Fraction bits F of the int16 pre trace so that its largest value fits."""
+    lam = lambda_pre_q15 / 32768.0
+    largest = max_input / (1.0 - lam) + 1.0
+    frac = int(math.floor(math.log2(32767.0 / largest)))
+    return max(0, min(frac, 14))
+
+
+def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.05, seed=0x7E55):
+    """Turn a trained ``SpikingSequential`` into an ``EngineSpec``.
+
+    Args:
+        model: a built ``tess_keras.models.SpikingSequential``.
+        input_scale: real value of one input LSB (from the representative set).
+        time_steps: T.
+        learn: names of the layers that learn on device (None: all layers with
+            weights).
+        learning_rate: on-device SGD learning rate (per sample).
+        seed: seed of the stochastic-rounding generator.
+
+    Raises:
+        ExportError: naming any layer or option the engine cannot express.
+    """
+    import keras
+
+    from tess_keras import neurons
+    from tess_keras.layers import Readout, SpikingConv2D, SpikingDense
+    from tess_keras.rules.lsg import square_wave_basis
+
+    blocks = list(model.blocks)
+    weighted = [b.name for b in blocks if isinstance(b, (SpikingConv2D, SpikingDense, Readout))]
+    if learn is None:
+        learn = set(weighted)
+    else:
+        learn = set(learn)
+        unknown = sorted(learn - set(weighted))
+        if unknown:
+            raise ExportError(
+                f"--learn names {', '.join(unknown)}, which the model does not have as a layer with weights; "
+                f"choose among: {', '.join(weighted)} (or 'none')."
+            )
+    rule = _rule_constants(model.rule)
+    num_classes = int(model.readout.units)
+    shape = tuple(int(s) for s in model.step_input_shapes[blocks[0].name][1:])
+    input_shape = shape
+    layers = []
+    spikes = False  # does the current tensor hold binary spikes?
+    for block in blocks:
+        kind = type(block).__name__
+        if isinstance(block, (SpikingConv2D, SpikingDense)):
+            if not spikes and layers:
+                raise ExportError(f"layer {block.name} ({kind}) follows a non-spiking layer on analog values; "
+                                  "the engine supports analog input only into the first layer.")
+            kernel = np.asarray(keras.ops.convert_to_numpy(block.effective_kernel()), np.float64)
+            if isinstance(block, SpikingConv2D):
+                if len(shape) != 3:
+                    raise ExportError(f"layer {block.name} (SpikingConv2D) needs a [H, W, C] input, got {shape}.")
+                k, s = block.kernel_size, block.strides
+                h, w, _ = shape
+                if block.padding == "same":
+                    oh, pt = _same_pad(h, k, s)
+                    ow, pl = _same_pad(w, k, s)
+                else:
+                    oh, ow, pt, pl = (h - k) // s + 1, (w - k) // s + 1, 0, 0
+                out_shape = (oh, ow, block.filters)
+                geometry = dict(kind="conv", kernel_size=k, stride=s, pad=(pt, pl))
+                pool = block.lsg_pool
+                if oh % pool or ow % pool:
+                    raise ExportError(
+                        f"layer {block.name} (SpikingConv2D): its {oh}x{ow} spike map is not divisible by "
+                        f"lsg_pool={pool}; the engine's learning signal needs equal pooling cells. "
+                        f"Use an lsg_pool that divides {oh} and {ow}."
+                    )
+                cell = (oh // pool, ow // pool)
+            else:
+                if len(shape) != 1:
+                    raise ExportError(f"layer {block.name} (SpikingDense) needs a flat input; add a Flatten before it.")
+                out_shape = (block.units,)
+                geometry = dict(kind="dense")
+                pool, cell = 1, (1, 1)
+            analog = not layers
+            q, w_scale = _quantize_weights_per_channel(kernel)
+            in_unit = input_scale if analog else 1.0
+            cur_mult, cur_shift = quantize_multipliers(w_scale * in_unit * (1 << U_FRAC))
+            learns = block.name in learn
+            spec = SpikingSpec(
+                name=block.name,
+                in_shape=shape,
+                out_shape=out_shape,
+                weights=q,
+                weight_scale=w_scale,
+                analog_input=analog,
+                current_mult=cur_mult,
+                current_shift=cur_shift,
+                threshold=to_q(block.v_th, U_FRAC),
+                gamma=to_q(block.gamma, Q15),
+                psi_scale=to_q(neurons.SURROGATE_SCALE, Q15),
+                learn=learns,
+                **geometry,
+            )
+            if block.v_th * 2 >= 16 or not 0 <= block.gamma < 1:
+                raise ExportError(f"layer {block.name}: v_th={block.v_th} / gamma={block.gamma} do not fit the Q4.11 membrane.")
+            if learns:
+                n = block.lsg_size
+                spec.lambda_pre = rule["lambda_pre"]
+                spec.lambda_post = rule["lambda_post"]
+                spec.alpha_pre = rule["alpha_pre"]
+                spec.alpha_post = rule["alpha_post"]
+                spec.trace_frac = _trace_frac(127.0 if analog else 1.0, spec.lambda_pre)
+                spec.lsg_pool, spec.lsg_cell, spec.lsg_size = pool, cell, n
+                sign = np.sign(square_wave_basis(num_classes, n)).astype(np.int8)
+                if np.any(sign[:, 1:] == 0):
+                    raise ExportError(f"layer {block.name}: the LSG matrix has zeros outside column 0 (n={n}).")
+                spec.lsg_sign = sign
+                spec.lsg_mult, spec.lsg_shift = quantize_multiplier((1 << LOGIT_FRAC) / (n * spec.cell_area))
+                # acc unit: 2**-(15 + F - GRAD_SHIFT) input units, times 1/(n*area) (B and poolᵀ), in weights
+                # of scale w_scale; pending update in Q16 weight LSB.
+                acc_real = in_unit / (n * spec.cell_area) * 2.0 ** -(Q15 + spec.trace_frac - GRAD_SHIFT)
+                spec.update_mult, spec.update_shift = quantize_multipliers(
+                    learning_rate * acc_real / w_scale * (1 << UPDATE_FRAC)
+                )
+            layers.append(spec)
+            shape, spikes = out_shape, True
+        elif isinstance(block, keras.layers.MaxPooling2D):
+            if not spikes:
+                raise ExportError(f"layer {block.name} (MaxPooling2D) on analog input is not supported; "
+                                  "put it after a spiking layer.")
+            ph, pw = block.pool_size
+            sh, sw = block.strides
+            h, w, c = shape
+            if block.padding == "same":
+                oh, pt = _same_pad(h, ph, sh)
+                ow, pl = _same_pad(w, pw, sw)
+            else:
+                oh, ow, pt, pl = (h - ph) // sh + 1, (w - pw) // sw + 1, 0, 0
+            out_shape = (oh, ow, c)
+            layers.append(PoolSpec(block.name, shape, out_shape, (ph, pw), (sh, sw), (pt, pl)))
+            shape = out_shape
+        elif isinstance(block, keras.layers.Flatten):
+            out_shape = (int(np.prod(shape)),)
+            layers.append(FlattenSpec(block.name, shape, out_shape))
+            shape = out_shape
+        elif isinstance(block, Readout):
+            if len(shape) != 1:
+                raise ExportError(f"layer {block.name} (Readout) needs a flat input; add a Flatten before it.")
+            if not spikes:
+                raise ExportError(f"layer {block.name} (Readout) must read spikes from a spiking layer.")
+            if block.activation is not None and block.activation.__name__ != "linear":
+                raise ExportError(f"layer {block.name} (Readout) has an activation; the engine needs a linear readout.")
+            kernel = np.asarray(keras.ops.convert_to_numpy(block.kernel), np.float64)
+            bias = (
+                np.asarray(keras.ops.convert_to_numpy(block.bias), np.float64)
+                if block.use_bias
+                else np.zeros(kernel.shape[1])
+            )
+            scale = max(float(np.abs(kernel).max()) / WEIGHT_MAX, 1e-8)
+            q = np.clip(np.round(kernel / scale), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+            logit_mult, logit_shift = quantize_multiplier(scale * (1 << LOGIT_FRAC))
+            spec = ReadoutSpec(
+                name=block.name,
+                in_size=int(shape[0]),
+                num_classes=num_classes,
+                weights=q,
+                bias=np.round(bias / scale).astype(np.int64).clip(-(2**31) + 1, 2**31 - 1).astype(np.int32),
+                weight_scale=scale,
+                logit_mult=logit_mult,
+                logit_shift=logit_shift,
+                learn=block.name in learn,
+            )
+            # Q15 error sums (spike x probability) -> Q16 weight LSB.
+            spec.update_mult, spec.update_shift = quantize_multiplier(
+                learning_rate / scale * 2.0 ** (UPDATE_FRAC - Q15)
+            )
+            layers.append(spec)
+        else:
+            raise ExportError(
+                f"layer {block.name} ({kind}) cannot be exported: the on-device engine supports SpikingConv2D, "
+                f"SpikingDense, MaxPooling2D, Flatten and Readout. Replace or remove {block.name}."
+            )
+    if not layers or not isinstance(layers[-1], ReadoutSpec):
+        raise ExportError("the model must end with a Readout layer.")
+    if not any(isinstance(layer, SpikingSpec) for layer in layers):
+        raise ExportError("the model has no spiking layer to export.")
+    return EngineSpec(
+        input_shape=input_shape,
+        input_scale=float(input_scale),
+        time_steps=int(time_steps),
+        num_classes=num_classes,
+        layers=layers,
+        learning_rate=float(learning_rate),
+        seed=int(seed),
+        t_l=rule["t_l"],
+    )
