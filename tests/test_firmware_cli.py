@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -93,40 +92,29 @@ def test_standin_learns_in_qemu_bit_exact_with_host(standin_out):
     assert json.loads((standin_out / "simulate.json").read_text())["result"] == result
 
 
+def with_extra_code(source, destination, prologue, call):
+    """A copy of the stand-in OUT_DIR whose engine also runs `call` in tess_reset."""
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("build", "simulate.json"))
+    engine = destination / "tess_engine.cc"
+    engine.write_text(prologue + engine.read_text().replace("void tess_reset(void) {", "void tess_reset(void) {\n" + call, 1))
+    return destination
+
+
 def test_a_link_that_overflows_ram_fails(standin_out, tmp_path):
-    # The stand-in with a 300 KB table cannot fit the nRF52840's 256 KB of RAM.
-    big = tmp_path / "big"
-    shutil.copytree(standin_out, big, ignore=shutil.ignore_patterns("build", "simulate.json"))
-    (big / "ballast.cc").write_text(
-        "#include <stdint.h>\nvolatile uint8_t tess_ballast[300 * 1024];\n"
-        "extern \"C\" void tess_touch_ballast(void) { tess_ballast[0] = 1; }\n"
-    )
-    (big / "tess_engine.cc").write_text(
-        (big / "tess_engine.cc").read_text().replace(
-            "void tess_reset(void) {", "extern \"C\" void tess_touch_ballast(void);\nvoid tess_reset(void) {\n"
-            "    tess_touch_ballast();", 1
-        )
-    )
+    # 300 KB more RAM cannot fit the nRF52840's 256 KB.
+    big = with_extra_code(standin_out, tmp_path / "big", "volatile unsigned char ballast[300 * 1024];\n",
+                          "    ballast[0] = 1;\n")
     with pytest.raises(firmware_build.FirmwareError, match="overflowed|will not fit"):
         firmware_build.build(big, "nrf52840-dk")
 
 
-def test_firmware_links_without_a_heap(standin_out):
+def test_firmware_links_without_a_heap(standin_out, tmp_path):
     result = firmware_build.build(standin_out, "mps2-an386")
     symbols = subprocess.run(["arm-none-eabi-nm", str(result.executable)], capture_output=True, text=True).stdout
     names = {line.split()[-1] for line in symbols.splitlines() if line.strip()}
     assert not names & {"malloc", "_malloc_r", "free", "_sbrk", "__cxa_allocate_exception"}
     # ...and a use of malloc is a link error, not a silent heap.
-    heap = Path(standin_out).parent / "heap_out"
-    shutil.copytree(standin_out, heap, ignore=shutil.ignore_patterns("build", "simulate.json"), dirs_exist_ok=True)
-    (heap / "uses_heap.cc").write_text(
-        "#include <stdlib.h>\nextern \"C\" void *tess_grab(void) { return malloc(16); }\n"
-    )
-    (heap / "tess_engine.cc").write_text(
-        (heap / "tess_engine.cc").read_text().replace(
-            "void tess_reset(void) {", "extern \"C\" void *tess_grab(void);\nvoid tess_reset(void) {\n"
-            "    if (tess_grab() == nullptr) { return; }", 1
-        )
-    )
+    heap = with_extra_code(standin_out, tmp_path / "heap", "#include <stdlib.h>\nvoid *volatile grabbed;\n",
+                           "    grabbed = malloc(16);\n")
     with pytest.raises(firmware_build.FirmwareError, match="__wrap_malloc"):
         firmware_build.build(heap, "mps2-an386")
