@@ -9,6 +9,8 @@ import sys
 from tess_keras.cli import build  # noqa: F401  (registers its command)
 from tess_keras.cli import datasets  # noqa: F401  (registers its command)
 from tess_keras.cli import flash  # noqa: F401  (registers its command)
+from tess_keras.cli import eval  # noqa: F401  (registers its command)
+from tess_keras.cli import info  # noqa: F401  (registers its command)
 from tess_keras.cli import profile  # noqa: F401  (registers its command)
 from tess_keras.cli import simulate  # noqa: F401  (registers its command)
 from tess_keras.cli import train  # noqa: F401  (registers its command)
