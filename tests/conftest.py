@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny spiking networks with controlled weights and inputs,
+plus their translation into the NumPy reference's block lists."""
+
+import collections
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+
+import reference_snn as ref  # noqa: E402
+from tess_keras.layers import Readout, SpikingConv2D, SpikingDense  # noqa: E402
+from tess_keras.models import SpikingSequential  # noqa: E402
+
+NUM_CLASSES = 4
+
+# name -> (per-step input shape, input kind, hidden layers)
+ARCHITECTURES = {
+    # Conv -> max-pool -> dense: the dense layer's q trace sees pooled spikes.
+    "conv": ((6, 6, 2), "spikes", lambda ws: [
+        SpikingConv2D(4, 3, lsg_pool=2, weight_standardization=ws, name="conv_a"),
+        keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+        SpikingDense(5, weight_standardization=ws, name="dense_b")]),
+    # 5x5 maps: adaptive-pool windows overlap (5 -> 2 and 5 -> 3).
+    "conv_odd": ((5, 5, 2), "analog", lambda ws: [
+        SpikingConv2D(4, 3, lsg_pool=2, weight_standardization=ws, name="conv_a"),
+        SpikingConv2D(3, 3, lsg_pool=3, weight_standardization=ws, name="conv_b"),
+        keras.layers.MaxPooling2D(2), keras.layers.Flatten()]),
+    "dense": ((7,), "analog", lambda ws: [
+        SpikingDense(5, weight_standardization=ws, name="dense_a"),
+        SpikingDense(4, weight_standardization=ws, name="dense_b")]),
+}
+
+Net = collections.namedtuple("Net", ["model", "x", "labels"])
+
+
+def build_net(arch, rule="tess", ws=False, seed=0, batch=3, steps=4):
+    """A built SpikingSequential with weights scaled so that neurons fire
+    sometimes and sit inside psi's support often, and matching inputs."""
+    input_shape, input_kind, hidden = ARCHITECTURES[arch]
+    rng = np.random.default_rng(seed)
+    model = SpikingSequential(hidden(ws) + [Readout(NUM_CLASSES, name="readout")], rule=rule)
+    model.build((None, steps) + input_shape)
+    for layer in model.spiking_layers:
+        fan_in = int(np.prod(layer.kernel.shape[:-1]))
+        active_inputs = 0.5 * fan_in
+        layer.kernel.assign(rng.normal(0.5 / active_inputs, 0.8 / np.sqrt(active_inputs), layer.kernel.shape))
+        if ws:
+            layer.gain.assign(rng.uniform(1.2, 2.2, layer.gain.shape))
+    model.readout.kernel.assign(rng.normal(0.0, 0.7, model.readout.kernel.shape))
+    model.readout.bias.assign(rng.normal(0.0, 0.3, model.readout.bias.shape))
+    shape = (batch, steps) + input_shape
+    x = (rng.random(shape) < 0.5) if input_kind == "spikes" else rng.random(shape)
+    labels = rng.integers(0, NUM_CLASSES, batch)
+    return Net(model, x.astype(np.float32), labels.astype(np.int32))
+
+
+def reference_blocks(model):
+    """The model's blocks and readout as NumPy float64 arrays for reference_snn
+    (weight standardisation applied with the reference's own formula)."""
+    blocks = []
+    for layer in model.blocks[:-1]:
+        if isinstance(layer, (SpikingConv2D, SpikingDense)):
+            w = np.asarray(layer.kernel.numpy(), np.float64)
+            if layer.weight_standardization:
+                w = ref.weight_standardize(w, np.asarray(layer.gain.numpy(), np.float64))
+            kind = "conv" if isinstance(layer, SpikingConv2D) else "dense"
+            blocks.append({"kind": kind, "w": w, "lsg_pool": layer.lsg_pool})
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            blocks.append({"kind": "maxpool"})
+        elif isinstance(layer, keras.layers.Flatten):
+            blocks.append({"kind": "flatten"})
+        else:
+            raise TypeError(type(layer).__name__)
+    readout = (np.asarray(model.readout.kernel.numpy(), np.float64), np.asarray(model.readout.bias.numpy(), np.float64))
+    return blocks, readout
+
+
+@pytest.fixture
+def make_net():
+    return build_net
