@@ -95,7 +95,7 @@ class SpikingSequential(keras.Model):
         """Run every layer for one time step.
 
         Returns ``(logits, new_states, records, features)``: the readout's
-        logits ``z[t]``, the new ``(u, o)`` of each spiking layer, one
+        logits ``z[t]`` (float32), the new ``(u, o)`` of each spiking layer, one
         ``StepRecord`` per spiking layer and the readout's input.
         """
         records, new_states = [], []
@@ -104,7 +104,12 @@ class SpikingSequential(keras.Model):
         for layer in self.blocks[:-1]:
             if isinstance(layer, SpikingLayer):
                 u_prev, o_prev = states[spiking_index]
-                current = layer.synapse(h, kernels[spiking_index])
+                # Mixed precision: the synapse runs in the layer's compute
+                # dtype; membrane, threshold and spikes stay in the state's
+                # dtype (float32). Both casts vanish under float32.
+                compute = layer.compute_dtype
+                current = layer.synapse(tf.cast(h, compute), tf.cast(kernels[spiking_index], compute))
+                current = tf.cast(current, u_prev.dtype)
                 u, o = neurons.lif_step(u_prev, o_prev, current, layer.gamma, layer.v_th)
                 records.append(StepRecord(h, u, o))
                 new_states.append((u, o))
@@ -112,7 +117,7 @@ class SpikingSequential(keras.Model):
                 h = o
             else:
                 h = layer(h, training=training)
-        return self.readout(h), new_states, records, h
+        return tf.cast(self.readout(h), tf.float32), new_states, records, h
 
     def time_loop(self, inputs, body, carry):
         """Symbolic loop over the T steps of ``inputs`` ([batch, T, ...]).
@@ -165,12 +170,12 @@ class SpikingSequential(keras.Model):
             return states, (logits_sum + logits, ce_sum, spike_sums)
 
         carry = (
-            tf.zeros((batch, self.num_classes), self.compute_dtype),
+            tf.zeros((batch, self.num_classes)),
             tf.constant(0.0),
-            [tf.constant(0.0, self.compute_dtype) for _ in self.spiking_layers],
+            [tf.constant(0.0) for _ in self.spiking_layers],
         )
         logits_sum, ce_sum, spike_sums = self.time_loop(inputs, body, carry)
-        steps = tf.cast(tf.shape(inputs)[1], self.compute_dtype)
+        steps = tf.cast(tf.shape(inputs)[1], tf.float32)
         return logits_sum, ce_sum, [s / steps for s in spike_sums]
 
     # -- Keras entry points ------------------------------------------------------
@@ -183,8 +188,12 @@ class SpikingSequential(keras.Model):
         return [self.loss_tracker, self.accuracy_tracker]
 
     def _update_metrics(self, cross_entropy_sum, labels, logits_sum, inputs):
-        count = tf.cast(tf.shape(inputs)[0] * tf.shape(inputs)[1], tf.float32)
-        self.loss_tracker.update_state(cross_entropy_sum / count)
+        batch = tf.cast(tf.shape(inputs)[0], tf.float32)
+        steps = tf.cast(tf.shape(inputs)[1], tf.float32)
+        # Weighted by the batch size: the running loss is the mean over
+        # samples even when batches (or replicas' slices of one under
+        # tf.distribute) differ in size, and an empty slice adds nothing.
+        self.loss_tracker.update_state(tf.math.divide_no_nan(cross_entropy_sum, batch * steps), sample_weight=batch)
         self.accuracy_tracker.update_state(labels, logits_sum)
         return {m.name: m.result() for m in self.metrics}
 

@@ -30,10 +30,28 @@ class LearningRule:
         return f"{type(self).__name__}({args})"
 
 
-def readout_gradients(readout, features, logits, targets):
+def loss_scale(model):
+    """The factor every error signal is multiplied by before it meets float16
+    ops: the dynamic scale of the model's ``LossScaleOptimizer`` (Keras wraps
+    the optimizer in one for ``mixed_float16``), which divides the updates by
+    it again and skips steps that overflowed. ``None`` otherwise."""
+    import keras
+
+    optimizer = getattr(model, "optimizer", None)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return tf.cast(optimizer.scale_loss(1.0), tf.float32)
+    return None
+
+
+def scaled(value, scale):
+    return value if scale is None else value * scale
+
+
+def readout_gradients(readout, features, logits, targets, scale=None):
     """Gradient of the summed step cross-entropy w.r.t. the readout's weights,
-    on detached inputs: ``dW = x^T (softmax(z) - y)``, ``db = sum(softmax(z) - y)``."""
-    error = tf.nn.softmax(tf.cast(logits, tf.float32)) - targets
+    on detached inputs: ``dW = x^T (softmax(z) - y)``, ``db = sum(softmax(z) - y)``
+    (times ``scale``, see ``loss_scale``), in float32."""
+    error = scaled(tf.nn.softmax(tf.cast(logits, tf.float32)) - targets, scale)
     features = tf.cast(features, tf.float32)
     grads = [tf.matmul(features, error, transpose_a=True)]
     if readout.use_bias:

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tess_keras.rules.base import LearningRule, step_cross_entropy
+from tess_keras.rules.base import LearningRule, loss_scale, scaled, step_cross_entropy
 
 
 @keras.saving.register_keras_serializable(package="tess_keras")
@@ -27,5 +27,7 @@ class BPTT(LearningRule):
 
             carry = (tf.zeros((batch, model.num_classes)), tf.constant(0.0))
             logits_sum, ce_sum = model.time_loop(inputs, body, carry)
-        grads = tape.gradient(ce_sum, model.trainable_variables)
+            # mixed_float16: scaled so the float16 backward pass does not underflow (the optimizer unscales).
+            objective = scaled(ce_sum, loss_scale(model))
+        grads = tape.gradient(objective, model.trainable_variables)
         return grads, ce_sum, logits_sum

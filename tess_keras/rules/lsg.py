@@ -16,8 +16,9 @@ def square_wave_basis(num_classes, size):
     return (np.sign(np.sin(freqs[:, None] * index[None, :])) / size).astype(np.float32)
 
 
-def local_learning_signal(layer, spikes, basis, targets):
-    """``m[t] = d CE(softmax(B pool(o[t])), y*) / d o[t]`` for one layer.
+def local_learning_signal(layer, spikes, basis, targets, scale=None):
+    """``m[t] = d CE(softmax(B pool(o[t])), y*) / d o[t]`` for one layer
+    (times ``scale``, the mixed-float16 loss scale, when given).
 
     The tape sees only this layer's spikes and the fixed B: no weights of
     any other layer, no other time step.
@@ -26,4 +27,6 @@ def local_learning_signal(layer, spikes, basis, targets):
         tape.watch(spikes)
         logits = tf.matmul(layer.lsg_pool_spikes(spikes), basis, transpose_b=True)
         loss = tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
+        if scale is not None:
+            loss = loss * scale
     return tape.gradient(loss, spikes)

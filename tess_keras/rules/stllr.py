@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tess_keras.rules.base import step_cross_entropy
+from tess_keras.rules.base import scaled, step_cross_entropy
 from tess_keras.rules.tess import TESS
 
 
@@ -16,13 +16,13 @@ class STLLR(TESS):
 
     name = "stllr"
 
-    def learning_signals(self, model, x_t, states, kernels, targets, bases):
+    def learning_signals(self, model, x_t, states, kernels, targets, bases, scale=None):
         with tf.GradientTape() as tape:
             # Watching the kernels makes the tape record this step's graph;
             # gradients are only asked of the spikes.
             tape.watch(kernels)
             logits, new_states, records, features = model.forward_step(x_t, states, kernels, training=True)
-            loss = step_cross_entropy(logits, targets)
+            loss = scaled(step_cross_entropy(logits, targets), scale)
         signals = tape.gradient(loss, [record.spikes for record in records])
         signals = [tf.zeros_like(r.spikes) if s is None else s for s, r in zip(signals, records)]
         return logits, new_states, records, features, signals

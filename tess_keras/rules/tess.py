@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tess_keras import neurons
-from tess_keras.rules.base import LearningRule, align_gradients, readout_gradients, step_cross_entropy
+from tess_keras.rules.base import LearningRule, align_gradients, loss_scale, readout_gradients, step_cross_entropy
 from tess_keras.rules.lsg import local_learning_signal, square_wave_basis
 
 LAMBDA_PRE = 0.5
@@ -17,13 +17,17 @@ def filter_gradient(layer, kernel, inputs, errors):
 
     Several (input, error) pairs are stacked along the batch so one
     correlation computes their sum. The tape spans this layer's synapse only.
+    The correlation runs in the layer's compute dtype (16 bits under mixed
+    precision); the result has the kernel's dtype (float32).
     """
+    compute = layer.compute_dtype
+    inputs = [tf.cast(x, compute) for x in inputs]
     inputs = tf.concat(inputs, axis=0) if len(inputs) > 1 else inputs[0]
     errors = tf.concat(errors, axis=0) if len(errors) > 1 else errors[0]
     with tf.GradientTape() as tape:
         tape.watch(kernel)
-        current = layer.synapse(inputs, kernel)
-    return tape.gradient(current, kernel, output_gradients=errors)
+        current = layer.synapse(inputs, tf.cast(kernel, compute))
+    return tape.gradient(current, kernel, output_gradients=tf.cast(errors, current.dtype))
 
 
 @keras.saving.register_keras_serializable(package="tess_keras")
@@ -70,11 +74,12 @@ class TESS(LearningRule):
         }
 
     # S-TLLR overrides this to back-propagate the step's error instead.
-    def learning_signals(self, model, x_t, states, kernels, targets, bases):
-        """One forward step plus each spiking layer's learning signal m[t]."""
+    def learning_signals(self, model, x_t, states, kernels, targets, bases, scale=None):
+        """One forward step plus each spiking layer's learning signal m[t]
+        (times ``scale``, the mixed-float16 loss scale, when given)."""
         logits, new_states, records, features = model.forward_step(x_t, states, kernels, training=True)
         signals = [
-            local_learning_signal(layer, record.spikes, basis, targets)
+            local_learning_signal(layer, record.spikes, basis, targets, scale)
             for layer, record, basis in zip(model.spiking_layers, records, bases)
         ]
         return logits, new_states, records, features, signals
@@ -85,6 +90,7 @@ class TESS(LearningRule):
         batch = tf.shape(inputs)[0]
         bases = [tf.constant(square_wave_basis(model.num_classes, layer.lsg_size)) for layer in layers]
         use_post = self.alpha_post != 0.0
+        scale = loss_scale(model)
 
         # The only tape outside the time loop: W -> W' of each layer on its own.
         with tf.GradientTape() as standardization_tape:
@@ -101,12 +107,13 @@ class TESS(LearningRule):
         def body(t, x_t, states, carry):
             pre_traces, post_traces, kernel_updates, readout_updates, logits_sum, ce_sum = carry
             logits, new_states, records, features, signals = self.learning_signals(
-                model, x_t, states, kernels, targets, bases
+                model, x_t, states, kernels, targets, bases, scale
             )
             active = tf.cast(t >= self.t_l, tf.float32)
             new_pre, new_post, new_updates = [], [], []
             for i, (layer, record, signal) in enumerate(zip(layers, records, signals)):
-                q = self.lambda_pre * pre_traces[i] + record.inputs
+                # Traces and updates stay float32 whatever the compute dtype.
+                q = self.lambda_pre * pre_traces[i] + tf.cast(record.inputs, tf.float32)
                 errors = [self.alpha_pre * signal * neurons.surrogate(record.potential, layer.v_th)]
                 sources = [q]
                 if use_post:
@@ -118,7 +125,7 @@ class TESS(LearningRule):
                 new_pre.append(q)
                 grad = filter_gradient(layer, kernels[i], sources, errors)
                 new_updates.append(kernel_updates[i] + active * grad)
-            readout_step = readout_gradients(model.readout, tf.stop_gradient(features), logits, targets)
+            readout_step = readout_gradients(model.readout, tf.stop_gradient(features), logits, targets, scale)
             readout_updates = [a + g for a, g in zip(readout_updates, readout_step)]
             carry = (
                 new_pre,

@@ -1,0 +1,284 @@
+"""Training on several devices and machines with ``tf.distribute``.
+
+Three strategies, chosen by name (``tess train --strategy``):
+
+* ``default``: one device (the first GPU if there is one, else the CPU).
+* ``mirrored``: ``tf.distribute.MirroredStrategy`` over every local GPU
+  (every logical CPU device when there is no GPU). Each replica gets an
+  equal slice of the global batch.
+* ``multi-worker``: ``tf.distribute.MultiWorkerMirroredStrategy`` over
+  several machines, each described by the standard ``TF_CONFIG``
+  environment variable (``{"cluster": {"worker": ["host:port", ...]},
+  "task": {"type": "worker", "index": i}}``). Worker 0 (or the task of type
+  ``chief``) is the chief: it alone writes files.
+
+Every rule hands the optimizer updates *summed* over the batch (and time).
+Each replica computes that sum over its own slice; the optimizer all-reduces
+gradients with ``SUM`` before applying them (Keras 3's TensorFlow optimizer),
+so the applied update is the sum over the global batch: the same update a
+single device computes for that batch, up to float rounding. Metrics are
+Keras ``SyncOnRead`` variables summed over replicas when read.
+
+Precision (``--precision``): ``float32``; ``mixed_float16`` or
+``mixed_bfloat16`` run the synapses (convolutions, matmuls, the filter
+gradients of TESS/S-TLLR, BPTT's backward pass) in 16 bits while weights,
+membrane potentials, spikes, thresholds, traces and accumulated updates stay
+float32 (see the README). Under ``mixed_float16`` the optimizer is Keras's
+``LossScaleOptimizer``: every rule multiplies its error signal by the
+dynamic loss scale so that small learning signals survive float16, and
+steps whose updates overflow are skipped (on every replica together).
+
+XLA (``--jit``): the rule's gradient computation of each replica is compiled
+with ``jit_compile=True``; the all-reduce and the optimizer step stay
+outside XLA, so the same code runs on CPUs, GPUs and any strategy.
+"""
+
+import contextlib
+import json
+import os
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+class DistributeError(ValueError):
+    """A strategy or precision setting is unusable; the message says why and how to fix it."""
+
+
+# -- strategies ---------------------------------------------------------------------
+
+
+def read_tf_config(environ=None):
+    """The parsed ``TF_CONFIG`` of this process, checked.
+
+    Returns:
+        ``(cluster, task_type, task_index)``.
+
+    Raises:
+        DistributeError: ``TF_CONFIG`` is missing or malformed.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get("TF_CONFIG", "")
+    example = (
+        'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\''
+    )
+    if not raw.strip():
+        raise DistributeError(
+            "--strategy multi-worker needs the TF_CONFIG environment variable, which lists every worker and says "
+            f"which one this process is. Set it on each machine, e.g. {example} (index 1 on the second), or use "
+            "--strategy mirrored for the GPUs of one machine."
+        )
+    try:
+        config = json.loads(raw)
+        cluster = config["cluster"]
+        task_type = config["task"]["type"]
+        task_index = int(config["task"]["index"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise DistributeError(
+            f"TF_CONFIG is not valid ({type(error).__name__}: {error}); it must be JSON with a 'cluster' and a "
+            f"'task' with 'type' and 'index', e.g. {example}."
+        ) from None
+    if not isinstance(cluster, dict) or not any(cluster.get(kind) for kind in ("worker", "chief")):
+        raise DistributeError(f"TF_CONFIG's cluster lists no workers; e.g. {example}.")
+    members = cluster.get(task_type)
+    if not isinstance(members, list) or not 0 <= task_index < len(members):
+        raise DistributeError(
+            f"TF_CONFIG names this process {task_type} {task_index}, but the cluster has "
+            f"{len(members) if isinstance(members, list) else 'no'} {task_type} entries; fix 'task' in TF_CONFIG."
+        )
+    return cluster, task_type, task_index
+
+
+def local_devices():
+    """Devices a ``mirrored`` strategy uses: every GPU, else every logical CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+
+
+def make_strategy(name, devices=None):
+    """A ``tf.distribute.Strategy`` by name.
+
+    Create it before running any other TensorFlow op in the process
+    (``multi-worker`` starts this worker's collective-ops server).
+
+    Args:
+        name: ``default``, ``mirrored`` or ``multi-worker``.
+        devices: for ``mirrored``, the devices to use (default: every local
+            GPU, else every logical CPU device).
+
+    Raises:
+        DistributeError: unknown name, or ``multi-worker`` without a valid
+            ``TF_CONFIG``.
+    """
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise DistributeError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}.")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=devices or local_devices())
+    read_tf_config()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def worker_info(strategy):
+    """``(task_type, task_index, is_chief)`` of this process under ``strategy``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return "worker", 0, True
+    task_type, task_index = resolver.task_type, resolver.task_id
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        chief = task_type == "chief"
+    else:
+        chief = task_type == "worker" and task_index == 0
+    return task_type, task_index, chief
+
+
+def is_chief(strategy):
+    """True for the one process that writes run files (checkpoints, metrics, the model)."""
+    return worker_info(strategy)[2]
+
+
+def num_workers(strategy):
+    """Machines (processes) taking part in ``strategy``."""
+    return getattr(strategy.extended, "_num_workers", 1)
+
+
+# -- precision ----------------------------------------------------------------------
+
+
+def check_precision(name):
+    if name not in PRECISIONS:
+        raise DistributeError(f"unknown precision {name!r}; choose one of: {', '.join(PRECISIONS)}.")
+
+
+@contextlib.contextmanager
+def precision_policy(name):
+    """Build models inside this block to give them the dtype policy ``name``.
+
+    The previous global Keras policy is restored on exit; layers keep the
+    policy they were created with.
+    """
+    import keras
+
+    check_precision(name)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def distribute_dataset(strategy, dataset):
+    """Split a dataset of *global* batches among the strategy's replicas.
+
+    Workers shard by data (``AutoShardPolicy.DATA``: the pipeline reads
+    arrays, not files): every global batch is cut into one slice per replica
+    on every worker, so all workers run the same number of steps (a replica
+    may get an empty slice of a last, short batch).
+    """
+    import tensorflow as tf
+
+    if strategy.num_replicas_in_sync == 1 and num_workers(strategy) == 1:
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+# -- steps -------------------------------------------------------------------------------
+
+
+def _agree_on_finite(grads):
+    """Make every replica's gradients non-finite if any replica's are, so a
+    ``LossScaleOptimizer`` skips the step (and lowers its scale) on all of
+    them together instead of letting the replicas' weights drift apart."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return grads
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    bad_replicas = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    poison = tf.where(bad_replicas > 0, float("nan"), 0.0)
+    return [g + tf.cast(poison, g.dtype) for g in grads]
+
+
+def make_train_step(model, strategy, jit_compile=False):
+    """One training step over a distributed global batch.
+
+    Returns ``step(batch) -> logs``: the running ``loss`` and ``accuracy``
+    over all replicas (and workers) and ``samples``, the global batch size.
+    Each replica asks the model's rule for its updates (summed over its
+    slice), the optimizer all-reduces them (SUM) and applies them once.
+
+    Args:
+        model: a compiled ``SpikingSequential`` built in ``strategy.scope()``.
+        strategy: the ``tf.distribute.Strategy``.
+        jit_compile: compile each replica's gradient computation with XLA.
+    """
+    import keras
+    import tensorflow as tf
+
+    def gradients(inputs, labels):
+        return model.rule.compute_gradients(model, inputs, labels)
+
+    if jit_compile:
+        gradients = tf.function(gradients, jit_compile=True, reduce_retracing=True)
+    loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def replica_step(inputs, labels):
+        grads, cross_entropy_sum, logits_sum = gradients(inputs, labels)
+        if loss_scaled:
+            grads = _agree_on_finite(grads)
+        model.optimizer.apply(grads, model.trainable_variables)
+        model._update_metrics(cross_entropy_sum, labels, logits_sum, inputs)
+        return tf.shape(labels)[0]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        sizes = strategy.run(replica_step, args=tuple(batch[:2]))
+        logs = {metric.name: metric.result() for metric in model.metrics}
+        logs["samples"] = strategy.reduce(tf.distribute.ReduceOp.SUM, sizes, axis=None)
+        return logs
+
+    return step
+
+
+def make_test_step(model, strategy, jit_compile=False):
+    """One evaluation step over a distributed global batch (updates the
+    model's metrics; read them with ``metric.result()`` afterwards)."""
+    import tensorflow as tf
+
+    def replica_step(inputs, labels):
+        logits_sum, cross_entropy_sum, _ = model.run_sequence(inputs, labels)
+        model._update_metrics(cross_entropy_sum, labels, logits_sum, inputs)
+        return tf.shape(labels)[0]
+
+    if jit_compile:
+        replica_step = tf.function(replica_step, jit_compile=True, reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        sizes = strategy.run(replica_step, args=tuple(batch[:2]))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, sizes, axis=None)
+
+    return step
+
+
+def describe(strategy):
+    """One line naming the strategy, its replicas and this worker."""
+    task_type, task_index, chief = worker_info(strategy)
+    workers = num_workers(strategy)
+    text = f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
+    if workers > 1:
+        text += f" on {workers} workers; this is {task_type} {task_index}" + (" (chief)" if chief else "")
+    return text
