@@ -44,6 +44,8 @@ class RichReporter:
             f"batch {config.batch_size}, lr {config.lr:g}, alpha_post {config.alpha_post:g}, seed {config.seed}, "
             f"{steps_per_epoch} batches per epoch -> {config.out}"
         )
+        if (config.strategy, config.precision, config.jit) != ("default", "float32", False):
+            console.print(f"strategy {config.strategy}, precision {config.precision}, XLA {'on' if config.jit else 'off'}")
         self.progress.start()
 
     def batch(self, epoch, step, steps, logs, samples_per_second, eta_seconds):
@@ -113,6 +115,18 @@ def train(
         None, rich_help_panel=ADVANCED, help="Use only the first N training samples (quick experiments, tests)."
     ),
     limit_test: Optional[int] = typer.Option(None, rich_help_panel=ADVANCED, help="Use only the first N test samples."),
+    strategy: Optional[str] = typer.Option(
+        None,
+        rich_help_panel=ADVANCED,
+        help="default (one device), mirrored (every local GPU) or multi-worker (machines in TF_CONFIG); "
+        "--batch-size is the global batch.",
+    ),
+    precision: Optional[str] = typer.Option(
+        None, rich_help_panel=ADVANCED, help="float32 (default), mixed_float16 or mixed_bfloat16 (GPU speed-up)."
+    ),
+    jit: Optional[bool] = typer.Option(
+        None, "--jit/--no-jit", rich_help_panel=ADVANCED, help="Compile the learning rule with XLA (default off)."
+    ),
 ):
     """Train a spiking network and write RUN_DIR: metrics.csv, summary.json,
     model.keras, learning_curves.png, TensorBoard logs/ and checkpoint.npz.
@@ -138,6 +152,9 @@ def train(
         "out": None if out is None else str(out),
         "limit_train": limit_train,
         "limit_test": limit_test,
+        "strategy": strategy,
+        "precision": precision,
+        "jit": jit,
     }
     try:
         if resume is not None:

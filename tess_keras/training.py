@@ -84,6 +84,11 @@ class TrainConfig:
         limit_train: use only the first N training samples (0 = all); for
             quick experiments and tests.
         limit_test: use only the first N test samples (0 = all).
+        strategy: ``default`` (one device), ``mirrored`` (every local GPU)
+            or ``multi-worker`` (machines listed in ``TF_CONFIG``); see
+            ``tess_keras.distribute``. ``batch_size`` is the global batch.
+        precision: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
+        jit: compile the rule's gradient computation with XLA.
     """
 
     dataset: str = "digits"
@@ -99,6 +104,9 @@ class TrainConfig:
     out: str = "runs/latest"
     limit_train: int = 0
     limit_test: int = 0
+    strategy: str = "default"
+    precision: str = "float32"
+    jit: bool = False
 
 
 FIELDS = {field.name: field.type for field in dataclasses.fields(TrainConfig)}
@@ -124,12 +132,13 @@ def read_config_file(path):
         name = key.replace("-", "_")
         if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown key {key!r}; valid keys: {', '.join(FIELDS)}.")
-        kind = FIELDS[name]
+        kind = getattr(FIELDS[name], "__name__", FIELDS[name])
         if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        expected = {"str": str, "int": int, "float": float}[kind]
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise ConfigError(f"config file {path}: {key} must be a {kind}, got {value!r}.")
+        expected = {"str": str, "int": int, "float": float, "bool": bool}[kind]
+        if not isinstance(value, expected) or (isinstance(value, bool) and kind != "bool"):
+            wanted = {"str": "a string", "int": "an integer", "float": "a number"}[kind]
+            raise ConfigError(f"config file {path}: {key} must be {wanted}, got {value!r}.")
         options[name] = value
     return options
 
@@ -163,7 +172,7 @@ def resolve_config(options, config_file=None):
 
 def validate(config):
     """Check names and numbers of ``config``; raises ``ConfigError``."""
-    from tess_keras import data, models, rules
+    from tess_keras import data, distribute, models, rules
 
     if config.dataset not in data.LOADERS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(sorted(data.LOADERS))}.")
@@ -181,6 +190,16 @@ def validate(config):
         raise ConfigError(f"--lr must be a positive finite number, got {config.lr:g}.")
     if not (math.isfinite(config.alpha_post) and -1.0 <= config.alpha_post <= 1.0):
         raise ConfigError(f"--alpha-post must be between -1 and 1 (the paper uses -1, 0 or 1), got {config.alpha_post:g}.")
+    try:
+        if config.strategy not in distribute.STRATEGIES:
+            raise distribute.DistributeError(
+                f"unknown --strategy {config.strategy!r}; choose one of: {', '.join(distribute.STRATEGIES)}."
+            )
+        distribute.check_precision(config.precision)
+        if config.strategy == "multi-worker":
+            distribute.read_tf_config()
+    except distribute.DistributeError as error:
+        raise ConfigError(str(error)) from None
 
 
 def check_compatible(saved, options, config_file=None):
@@ -469,22 +488,31 @@ def train(config, reporter=None, resume=False):
     import keras
     import tensorflow as tf
 
-    from tess_keras import data, models
+    from tess_keras import data, distribute, models
 
+    # First: multi-worker starts this worker's collective-ops server.
+    try:
+        strategy = distribute.make_strategy(config.strategy)
+    except distribute.DistributeError as error:
+        raise ConfigError(str(error)) from None
+    # Only the chief writes; other workers train the same weights silently.
+    chief = distribute.is_chief(strategy)
     reporter = reporter or Reporter()
-    out = prepare_run_dir(config.out, resume)
+    out = prepare_run_dir(config.out, resume) if chief else Path(config.out)
     keras.utils.set_random_seed(config.seed)
     splits = data.load_dataset(config.dataset, config.data_dir or None, config.time_steps or None, config.seed)
     splits = limit_splits(splits, config)
     if resume and config.time_steps and splits.time_steps != config.time_steps:
         raise ConfigError(f"the dataset gave T={splits.time_steps} but the run uses T={config.time_steps}.")
     config = dataclasses.replace(config, time_steps=splits.time_steps)
-    if not resume:
+    if chief and not resume:
         atomic_write(out / CONFIG, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    model = models.build_model(config.model, splits.input_shape, splits.num_classes, make_rule(config.rule, config.alpha_post))
-    model.compile(optimizer=keras.optimizers.Adam(config.lr))
-    model.optimizer.build(model.trainable_variables)
+    with strategy.scope(), distribute.precision_policy(config.precision):
+        rule = make_rule(config.rule, config.alpha_post)
+        model = models.build_model(config.model, splits.input_shape, splits.num_classes, rule)
+        model.compile(optimizer=keras.optimizers.Adam(config.lr))  # a LossScaleOptimizer under mixed_float16
+        model.optimizer.build(model.trainable_variables)
     scheduler = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=5)
     scheduler.set_model(model)
     scheduler.on_train_begin()
@@ -502,12 +530,15 @@ def train(config, reporter=None, resume=False):
     for key, value in state.scheduler.items():
         setattr(scheduler, key, value)
 
-    train_step = tf.function(model.train_step, reduce_retracing=True)
-    test_step = tf.function(model.test_step, reduce_retracing=True)
-    test_ds = data.make_tf_dataset(splits, "test", config.batch_size)
+    train_step = distribute.make_train_step(model, strategy, config.jit)
+    test_step = distribute.make_test_step(model, strategy, config.jit)
+    test_ds = distribute.distribute_dataset(strategy, data.make_tf_dataset(splits, "test", config.batch_size))
     steps = math.ceil(len(splits.y_train) / config.batch_size)
-    train_writer = tf.summary.create_file_writer(str(out / "logs" / "train"))
-    val_writer = tf.summary.create_file_writer(str(out / "logs" / "validation"))
+    if chief:
+        train_writer = tf.summary.create_file_writer(str(out / "logs" / "train"))
+        val_writer = tf.summary.create_file_writer(str(out / "logs" / "validation"))
+    else:
+        train_writer = val_writer = tf.summary.create_noop_writer()
     reporter.start(config, steps, state)
     epoch_times = [row["seconds"] for row in state.history]
 
@@ -520,16 +551,16 @@ def train(config, reporter=None, resume=False):
                 for variable, value in zip((v for m in model.metrics for v in m.variables), metric_values):
                     variable.assign(value)
             lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-            dataset = epoch_dataset(splits, config, epoch).skip(start_batch)
+            dataset = distribute.distribute_dataset(strategy, epoch_dataset(splits, config, epoch).skip(start_batch))
             seconds_before = state.partial_seconds
             started = time.perf_counter()
             samples = 0
             logs = {}
-            for step, (inputs, labels) in enumerate(dataset, start=start_batch + 1):
-                logs = {k: float(v) for k, v in train_step((inputs, labels)).items()}
+            for step, batch in enumerate(dataset, start=start_batch + 1):
+                logs = {k: float(v) for k, v in train_step(batch).items()}
+                samples += int(logs.pop("samples"))
                 if not _finite(logs["loss"]):
                     raise TrainingDiverged(_diverged_message(out, logs["loss"], epoch + 1, step, state.epochs_done))
-                samples += int(labels.shape[0])
                 elapsed = time.perf_counter() - started
                 rate = samples / elapsed if elapsed > 0 else 0.0
                 per_batch = elapsed / (step - start_batch)
@@ -539,14 +570,15 @@ def train(config, reporter=None, resume=False):
                     state.batches_done = step
                     state.partial_seconds = seconds_before + time.perf_counter() - started
                     values = [v.numpy() for m in model.metrics for v in m.variables]
-                    save_checkpoint(checkpoint_path, model, state, values)
+                    if chief:
+                        save_checkpoint(checkpoint_path, model, state, values)
                     raise TrainingInterrupted(out, epoch + 1, step)
 
             train_logs = {m.name: float(m.result()) for m in model.metrics}
             for metric in model.metrics:
                 metric.reset_state()
-            for inputs, labels in test_ds:
-                test_step((inputs, labels))
+            for batch in test_ds:
+                test_step(batch)
             val_logs = {m.name: float(m.result()) for m in model.metrics}
             seconds = seconds_before + time.perf_counter() - started
             row = {
@@ -566,9 +598,10 @@ def train(config, reporter=None, resume=False):
                 history=state.history + [row],
                 scheduler={"best": scheduler.best, "wait": scheduler.wait, "cooldown_counter": scheduler.cooldown_counter},
             )
-            save_checkpoint(checkpoint_path, model, state)
-            write_metrics(out / "metrics.csv", state.history)
-            _write_tensorboard(train_writer, val_writer, row)
+            if chief:
+                save_checkpoint(checkpoint_path, model, state)
+                write_metrics(out / "metrics.csv", state.history)
+                _write_tensorboard(train_writer, val_writer, row)
             epoch_times.append(seconds)
             reporter.epoch_end(row, _mean_epoch(epoch_times, seconds) * (config.epochs - epoch - 1))
             if interrupt.raised and epoch + 1 < config.epochs:
@@ -576,7 +609,7 @@ def train(config, reporter=None, resume=False):
 
     train_writer.close()
     val_writer.close()
-    return _finish(out, config, model, state)
+    return _finish(out, config, model, state, write=chief)
 
 
 def _mean_epoch(epoch_times, fallback):
@@ -619,13 +652,25 @@ def _write_tensorboard(train_writer, val_writer, row):
     val_writer.flush()
 
 
-def _finish(out, config, model, state):
-    """Write model.keras, summary.json and learning_curves.png."""
+def weights_fingerprint(model):
+    """SHA-256 of the model's weights: equal on every worker of a run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def _finish(out, config, model, state, write=True):
+    """The summary; with ``write`` (the chief) also model.keras,
+    summary.json and learning_curves.png."""
     history = state.history
-    tmp_model = out / "model.tmp.keras"
-    model.save(tmp_model)
-    os.replace(tmp_model, out / "model.keras")
-    plot_learning_curves(out / "learning_curves.png", history)
+    if write:
+        tmp_model = out / "model.tmp.keras"
+        model.save(tmp_model)
+        os.replace(tmp_model, out / "model.keras")
+        plot_learning_curves(out / "learning_curves.png", history)
     last = history[-1]
     summary = {
         **dataclasses.asdict(config),
@@ -635,6 +680,8 @@ def _finish(out, config, model, state):
         "final_lr": float(model.optimizer.learning_rate.numpy()),
         "parameters": int(model.count_params()),
         "train_seconds": round(sum(row["seconds"] for row in history), 3),
+        "weights_sha256": weights_fingerprint(model),
     }
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if write:
+        atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
