@@ -122,3 +122,14 @@ def test_nmnist_bin_reads_back_through_tonic(tmp_path):
     events = read_mnist_file(str(tmp_path / "00001.bin"), dtype=NMNIST.dtype)
     for name, column in zip("txyp", (t, x, y, p)):
         np.testing.assert_array_equal(events[name], column)
+
+
+def test_network_guard_catches_tonics_own_download_path(tmp_path, no_network):
+    """The guard every data test uses does stop a real download attempt:
+    tonic's dataset class, on an empty folder, tries to fetch the archive."""
+    from tonic.datasets import CIFAR10DVS
+
+    with pytest.raises(Exception) as caught:
+        CIFAR10DVS(save_to=str(tmp_path))
+    assert len(no_network) >= 1, caught.value
+    no_network.clear()  # expected here; the fixture would otherwise fail the test

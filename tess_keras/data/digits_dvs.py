@@ -9,7 +9,7 @@ event time is where the linear change crossed the threshold. Per-pixel
 thresholds carry a fixed mismatch and the sensor adds background-activity
 noise, both drawn from ``seed``, so a seed gives one deterministic dataset.
 
-Recordings are simulated in 2 ms steps for all digits at once (the motion is
+Recordings are simulated in 3 ms steps for all digits at once (the motion is
 common to every sample), then binned into T frames of 300 ms / T by tonic's
 ``ToFrame`` and cached like the other event datasets.
 """
@@ -26,7 +26,7 @@ IMAGE = 16  # digit side after upsampling
 MARGIN = (SENSOR - IMAGE) // 2 - 2  # digit origin; leaves room for the 3 px saccades
 SACCADE_VERTICES = ((0.0, 0.0), (1.5, 3.0), (3.0, 0.0), (0.0, 0.0))  # (x, y) pixels
 SACCADE_US = 100_000
-STEP_US = 2_000
+STEP_US = 3_000
 DURATION_US = SACCADE_US * (len(SACCADE_VERTICES) - 1)
 CONTRAST_THRESHOLD = 0.25  # log-intensity step per event
 THRESHOLD_MISMATCH = 0.03  # std of the per-pixel threshold
