@@ -1,0 +1,134 @@
+"""Flash and RAM of the generated engine, per layer, against a board's budget."""
+
+import dataclasses
+
+import numpy as np
+
+from tess_keras.export.spec import ExportError, PoolSpec, ReadoutSpec, SpikingSpec
+
+# Machine code of the engine, runtime and demo application (Thumb-2, -Os),
+# measured by `tess build` for the mcu network; used until a real build says more.
+CODE_ESTIMATE_BYTES = 24 * 1024
+# Stack of the demo application and the engine (no recursion, no large locals).
+STACK_ESTIMATE_BYTES = 4 * 1024
+
+
+@dataclasses.dataclass
+class BudgetRow:
+    """One line of the memory table.
+
+    Attributes:
+        name: layer or item.
+        flash: bytes in flash (constants, frozen weights, the initial image of learnable weights).
+        ram: bytes in RAM (learnable weights, state, traces, accumulators, buffers).
+        detail: what the bytes are.
+    """
+
+    name: str
+    flash: int
+    ram: int
+    detail: str
+
+
+def _multipliers(channels):
+    return channels * 5  # int32 mult + int8 shift
+
+
+def engine_rows(spec):
+    """Per-layer memory of the engine generated from ``spec``."""
+    rows = []
+    for layer in spec.layers:
+        if isinstance(layer, SpikingSpec):
+            weights = int(layer.weights.size)
+            n, nin, co = layer.num_neurons, layer.num_inputs, layer.out_channels
+            flash = weights + _multipliers(co)
+            ram = 2 * n + n  # u int16, o uint8
+            parts = [f"{weights} int8 weights ({'RAM + flash image' if layer.learn else 'flash'})", f"u/o {3 * n} B"]
+            if layer.learn:
+                ram += weights + 4 * weights + 2 * nin
+                flash += _multipliers(co) + layer.lsg_sign.shape[0] * ((layer.lsg_size + 7) // 8)
+                parts += [f"dW {4 * weights} B", f"q {2 * nin} B"]
+                if layer.alpha_post:
+                    ram += 2 * n
+                    parts.append(f"h {2 * n} B")
+            rows.append(BudgetRow(layer.name, flash, ram, ", ".join(parts)))
+        elif isinstance(layer, PoolSpec):
+            n = int(np.prod(layer.out_shape))
+            rows.append(BudgetRow(layer.name, 0, n, f"output spikes {n} B"))
+        elif isinstance(layer, ReadoutSpec):
+            weights = int(layer.weights.size)
+            c = layer.num_classes
+            flash = weights + 4 * c
+            ram = 8 * c  # step logits + logit sum
+            detail = f"{weights} int8 weights + {c} int32 biases ({'RAM + flash image' if layer.learn else 'flash'})"
+            if layer.learn:
+                ram += weights + 4 * c + 4 * weights + 4 * c
+                detail += f", dW {4 * (weights + c)} B"
+            rows.append(BudgetRow(layer.name, flash, ram, detail))
+    learning = [layer for layer in spec.spiking if layer.learn]
+    scratch = 4 * max([layer.num_neurons for layer in spec.spiking] + [spec.num_classes]) + 8 * spec.num_classes
+    if learning:
+        scratch += 8 * max(layer.num_neurons for layer in learning)
+        scratch += 4 * max(layer.lsg_size for layer in learning)
+        scratch += 8 * max(layer.out_channels for layer in learning)
+    rows.append(BudgetRow("scratch", 0, scratch, "accumulators, learning signals, softmax"))
+    rows.append(BudgetRow("code + stack (estimate)", CODE_ESTIMATE_BYTES, STACK_ESTIMATE_BYTES,
+                          "engine, runtime and demo code; stack"))
+    return rows
+
+
+def demo_row(learn_x, test_x):
+    size = int(learn_x.size + test_x.size + len(learn_x) + len(test_x))
+    return BudgetRow("demo data", size, 0, f"{len(learn_x)} + {len(test_x)} int8 samples with labels")
+
+
+def totals(rows):
+    return sum(r.flash for r in rows), sum(r.ram for r in rows)
+
+
+def check_fits(rows, board):
+    """(flash, ram, fits); ``board`` None means no limit (host)."""
+    flash, ram = totals(rows)
+    if board is None:
+        return flash, ram, True
+    return flash, ram, flash <= board.flash_bytes and ram <= board.ram_bytes
+
+
+def render_table(rows, board, console):
+    """Print the per-layer table with rich."""
+    from rich.table import Table
+
+    flash, ram = totals(rows)
+    title = "memory" if board is None else f"memory on {board.name} ({board.flash_bytes // 1024} KB flash, {board.ram_bytes // 1024} KB RAM)"
+    table = Table(title=title)
+    table.add_column("layer")
+    table.add_column("flash B", justify="right")
+    table.add_column("RAM B", justify="right")
+    table.add_column("what")
+    for row in rows:
+        table.add_row(row.name, f"{row.flash:,}", f"{row.ram:,}", row.detail)
+    table.add_row("total", f"{flash:,}", f"{ram:,}", "", style="bold")
+    console.print(table)
+
+
+def over_budget_message(rows, board):
+    """The refusal: which memory overflows, by how much, and the largest contributors."""
+    flash, ram = totals(rows)
+    problems = []
+    for kind, used, limit in (("RAM", ram, board.ram_bytes), ("flash", flash, board.flash_bytes)):
+        if used > limit:
+            key = (lambda r: r.ram) if kind == "RAM" else (lambda r: r.flash)
+            largest = sorted(rows, key=key, reverse=True)[:3]
+            names = ", ".join(f"{r.name} ({key(r):,} B)" for r in largest)
+            problems.append(f"{kind} {used:,} B > {limit:,} B (largest: {names})")
+    return (
+        f"the model does not fit {board.name}: {'; '.join(problems)}. Learn fewer layers (--learn readout), "
+        f"use a smaller network, or choose a board with more memory (--board)."
+    )
+
+
+def ensure_fits(rows, board):
+    flash, ram, fits = check_fits(rows, board)
+    if not fits:
+        raise ExportError(over_budget_message(rows, board))
+    return flash, ram
