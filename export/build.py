@@ -19,17 +19,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tess_keras.export.boards import DEFAULT_BOARD
+
 FIRMWARE_DIR = Path(os.environ.get("TESS_FIRMWARE_DIR", Path(__file__).resolve().parent.parent / "firmware"))
 HOST_BOARD = "host"
 ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"
-# Which board `tess build` picks when neither --board nor report.json names one.
-DEFAULT_BOARD_FOR_TARGET = {
-    "cortex-m4": "mps2-an386",
-    "cortex-m7": "mps2-an500",
-    "cortex-m33": "mps2-an505",
-    "cortex-m55": "mps3-an547",
-    "host": "mps2-an386",
-}
 ENGINE_FILES = ("tess_engine.h", "tess_engine.cc", "demo_data.h", "demo_data.cc")
 
 
@@ -110,7 +104,8 @@ def resolve_board(out_dir, board=None):
         if recorded in boards:
             board = recorded
         else:
-            board = DEFAULT_BOARD_FOR_TARGET.get(str(report.get("target") or "cortex-m4").lower(), "mps2-an386")
+            # The QEMU board of the exported core (a host export runs on the Cortex-M4 one).
+            board = DEFAULT_BOARD.get(str(report.get("target") or "").lower()) or "mps2-an386"
     board = board.lower()
     if board != HOST_BOARD and board not in boards:
         raise FirmwareError(f"unknown board {board!r}; choose one of: {', '.join([*boards, HOST_BOARD])}.")
@@ -203,6 +198,7 @@ def build(out_dir, board=None, build_root=None, sanitize=False, dense_reference=
     configure = [
         tools["cmake"], "-S", str(FIRMWARE_DIR), "-B", str(build_dir), "-G", tools["generator"],
         f"-DTESS_BOARD={board}", f"-DTESS_ENGINE_DIR={out_dir}", "-DCMAKE_BUILD_TYPE=Release",
+        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
         f"-DTESS_SANITIZE={'ON' if sanitize else 'OFF'}",
         f"-DTESS_WITH_DENSE_REFERENCE={'ON' if dense_reference else 'OFF'}",
     ]
