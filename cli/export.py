@@ -1,0 +1,53 @@
+"""``tess export``."""
+
+from pathlib import Path
+
+import typer
+
+from tess_keras.cli.app import app, console, fail
+
+
+@app.command("export")
+def export_command(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `tess train` (holds model.keras)."),
+    target: str = typer.Option("cortex-m4", help="cortex-m4, cortex-m7, cortex-m33, cortex-m55 or host."),
+    board: str = typer.Option(
+        None, help="Board preset whose flash/RAM the model must fit (default: the target's QEMU board): mps2-an386, "
+        "mps2-an500, mps2-an505, mps3-an547, nucleo-f446re, nrf52840-dk, stm32f746g-disco."
+    ),
+    learn: str = typer.Option("all", help="Comma-separated layers that keep learning on the device, 'all' or 'none'."),
+    learning_rate: float = typer.Option(0.005, min=0.0, help="On-device SGD learning rate (one step per sample)."),
+    representative: int = typer.Option(100, help="Training samples that calibrate the int8 quantisation."),
+    data_dir: str = typer.Option("", envvar="TESS_DATA_DIR", help="Where datasets live (default: the run's)."),
+    out: Path = typer.Option(..., help="Directory to write (new, or a previous export's)."),
+):
+    """Export a trained network: int8 TFLite-Micro model, generated C++ engine with on-device TESS
+    learning, demo data and a memory/accuracy report (OUT_DIR/report.json)."""
+    from tess_keras.export.exporter import export
+    from tess_keras.export.spec import ExportError
+
+    names = [n.strip() for n in learn.split(",") if n.strip()]
+    if names == ["all"]:
+        layers = None
+    elif names == ["none"] or not names:
+        layers = []
+    else:
+        layers = names
+    try:
+        report = export(
+            run_dir, out, target=target, board=board, learn=layers, learning_rate=learning_rate,
+            data_dir=data_dir or None, representative=representative, console=console,
+        )
+    except ExportError as error:
+        fail(str(error))
+    demo = report["demo"]
+    console.print(
+        f"accuracy on {report['test_samples']} held-out samples: keras {report['keras_accuracy']:.4f}, "
+        f"tflm int8 {report['tflm_accuracy']:.4f}, engine int8 {report['engine_accuracy']:.4f} "
+        f"(agrees with tflm on {report['engine_tflm_agreement']:.4f})"
+    )
+    console.print(
+        f"demo ({demo['task']}): golden-model accuracy {demo['golden_accuracy_before']:.4f} -> "
+        f"{demo['golden_accuracy_after']:.4f} after on-device learning"
+    )
+    console.print(f"wrote {out} (board {report['board'] or 'host'}, fits: {report['fits']})")
