@@ -160,3 +160,20 @@ def test_thread_pool_decoding_matches_one_by_one(cifar10_dvs_dir, no_network):
     one = events_module.to_frames(events_module.read_cifar10_dvs(path), (128, 128, 2), (48, 48), 2)
     np.testing.assert_array_equal(splits.x_train[3], one)
     assert os.path.isdir(root / catalog.CACHE_FOLDER)
+
+
+def test_process_pool_decoding_matches_threads(tmp_path, no_network, monkeypatch):
+    """Large datasets decode in spawned worker processes; the frames must be identical."""
+    rng = np.random.default_rng(5)
+    for folder in ("Train", "Test"):
+        for digit in range(3):
+            t, x, y, p = random_events(rng, 500, 34, 34, 300_000)
+            write_nmnist_bin(tmp_path / "NMNIST" / folder / str(digit) / "1.bin", x, y, p, t)
+    threads = data.load_dataset("nmnist", tmp_path, time_steps=5)
+    threads_x = np.array(threads.x_train)
+    monkeypatch.setattr(events_module, "PROCESS_POOL_MIN_ITEMS", 1)
+    monkeypatch.setenv("TESS_CACHE_DIR", str(tmp_path / "other_cache"))
+    processes = data.load_dataset("nmnist", tmp_path, time_steps=5)
+    assert (tmp_path / "other_cache").is_dir()
+    np.testing.assert_array_equal(processes.x_train, threads_x)
+    np.testing.assert_array_equal(processes.y_train, threads.y_train)

@@ -17,7 +17,9 @@ into silently wrong labels or missing samples.
 """
 
 import concurrent.futures
+import functools
 import logging
+import multiprocessing
 import os
 
 import numpy as np
@@ -143,13 +145,47 @@ def read_nmnist(path):
 
 # ----------------------------------------------------------------------------- building frames
 
+PROCESS_POOL_MIN_ITEMS = 256  # below this, starting workers (each imports tonic) costs more than it saves
+WORKERS_ENV = "TESS_DATA_WORKERS"
+
+
 def _fill_parallel(out, items, convert):
-    """``out[i] = convert(item)`` for every item, on a thread pool (numpy and the
-    AEDAT4 decoder release the GIL for the heavy parts)."""
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for index, frames in enumerate(pool.map(convert, items)):
+    """``out[i] = convert(item)`` for every item.
+
+    Large jobs run on ``$TESS_DATA_WORKERS`` (default: one per CPU) spawned
+    worker processes: tonic's binning holds the GIL, so threads would not
+    scale. Spawned, not forked, workers are safe after TensorFlow has started
+    its threads, but, as with any Python multiprocessing, a script that loads
+    a large event dataset needs an ``if __name__ == "__main__":`` guard (or
+    ``TESS_DATA_WORKERS=1``). Small jobs use a thread pool. ``convert`` must be
+    picklable (a module-level function or a ``functools.partial`` of one).
+    """
+    workers = int(os.environ.get(WORKERS_ENV) or os.cpu_count() or 1)
+    if workers > 1 and len(items) >= PROCESS_POOL_MIN_ITEMS:
+        context = multiprocessing.get_context("spawn")
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
+        results = pool.map(convert, items, chunksize=max(1, min(16, len(items) // (4 * workers))))
+    else:
+        pool = concurrent.futures.ThreadPoolExecutor(max(1, min(8, workers)))
+        results = pool.map(convert, items)
+    with pool:
+        for index, frames in enumerate(results):
             out[index] = frames
+
+
+# Per-file conversions at module level, so worker processes can unpickle them.
+
+def _cifar10_dvs_frames(path, size, time_steps):
+    return to_frames(read_cifar10_dvs(path), (128, 128, 2), size, time_steps)
+
+
+def _dvs_gesture_frames(path, size, time_steps, window):
+    events = read_dvs_gesture(path)
+    return to_frames(events, (128, 128, 2), size, time_steps, time_window=window, start_time=int(events["t"][0]))
+
+
+def _nmnist_frames(path, size, time_steps):
+    return to_frames(read_nmnist(path), (34, 34, 2), size, time_steps)
 
 
 def _cached_frames(data_dir, name, settings, sources, train, test, convert, time_steps, size, polarities):
@@ -213,9 +249,7 @@ def load_cifar10_dvs(data_dir=None, time_steps=10, seed=0, size=48):
     settings = {"T": time_steps, "size": size}
     sources = [p for paths in files.values() for p in paths]
 
-    def convert(path):
-        return to_frames(read_cifar10_dvs(path), (128, 128, 2), size, time_steps)
-
+    convert = functools.partial(_cifar10_dvs_frames, size=size, time_steps=time_steps)
     arrays = _cached_frames(data_dir, "cifar10-dvs", settings, sources, train, test, convert, time_steps, size, 2)
     return _splits("cifar10-dvs", arrays, 10, time_steps)
 
@@ -247,12 +281,7 @@ def load_dvs_gesture(data_dir=None, time_steps=20, seed=0, size=32, clip_us=DVS_
     test = [(p, _gesture_label(p)) for p in files["test"]]
     size = frame_size(size)
     settings = {"T": time_steps, "size": size, "clip_us": clip_us}
-    window = clip_us / time_steps
-
-    def convert(path):
-        events = read_dvs_gesture(path)
-        return to_frames(events, (128, 128, 2), size, time_steps, time_window=window, start_time=int(events["t"][0]))
-
+    convert = functools.partial(_dvs_gesture_frames, size=size, time_steps=time_steps, window=clip_us / time_steps)
     arrays = _cached_frames(data_dir, "dvs-gesture", settings, files["train"] + files["test"], train, test,
                             convert, time_steps, size, 2)
     return _splits("dvs-gesture", arrays, catalog.DVS_GESTURE_CLASSES, time_steps)
@@ -272,10 +301,7 @@ def load_nmnist(data_dir=None, time_steps=10, seed=0, size=34):
     train = [(p, int(p.parent.name)) for p in files["train"]]
     test = [(p, int(p.parent.name)) for p in files["test"]]
     size = frame_size(size)
-
-    def convert(path):
-        return to_frames(read_nmnist(path), (34, 34, 2), size, time_steps)
-
+    convert = functools.partial(_nmnist_frames, size=size, time_steps=time_steps)
     arrays = _cached_frames(data_dir, "nmnist", {"T": time_steps, "size": size}, files["train"] + files["test"],
                             train, test, convert, time_steps, size, 2)
     return _splits("nmnist", arrays, 10, time_steps)
@@ -336,9 +362,8 @@ def load_shd(data_dir=None, time_steps=20, seed=0, size=SHD_SIZE):
             shapes[f"x_{subset}"] = ((len(samples), *frame_shape), np.uint8)
             shapes[f"y_{subset}"] = ((len(samples),), np.int32)
 
-        def convert(events):
-            return to_frames(events, (700, 1, 1), size, time_steps, time_window=window, start_time=0)
-
+        convert = functools.partial(to_frames, sensor_size=(700, 1, 1), size=size, time_steps=time_steps,
+                                    time_window=window, start_time=0)
         def fill(out):
             for subset, (samples, labels) in decoded.items():
                 out[f"y_{subset}"][:] = labels
