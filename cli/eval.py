@@ -182,7 +182,7 @@ def _print_report(report, run_dir):
         for i, row in enumerate(matrix):
             confusion.add_row(str(i), *(f"[bold]{v}[/]" if i == j else (str(v) if v else "·") for j, v in enumerate(row)))
         out.print(confusion)
-    rates = Table(title="Spike rate per layer")
+    rates = Table(title="Spike rate per layer", min_width=32)
     rates.add_column("layer")
     rates.add_column("rate", justify="right")
     for layer, rate in report["spike_rates"].items():

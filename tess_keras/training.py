@@ -13,9 +13,8 @@ A run directory holds:
     model.keras           the trained model
     learning_curves.png   loss and accuracy per epoch
 
-The order of the training samples in epoch ``e`` is a permutation drawn from
-``(seed, e)`` and any augmentation randomness is seeded from the same pair,
-so an epoch can be replayed exactly: resuming from a checkpoint taken after
+The order of the training samples in epoch ``e`` and its augmentation are
+seeded from ``(seed, e)``, so an epoch can be replayed exactly: resuming from a checkpoint taken after
 ``b`` batches of epoch ``e`` rebuilds that epoch's data, skips ``b`` batches
 and continues with the saved weights, optimizer, scheduler and running
 metrics. An uninterrupted run and an interrupted-then-resumed run with the
@@ -427,18 +426,16 @@ def limit_splits(splits, config):
 
 
 def epoch_dataset(splits, config, epoch):
-    """Epoch ``epoch``'s training batches: a permutation drawn from
-    ``(seed, epoch)``; TensorFlow's seed is set from the same pair first so
-    any augmentation in the pipeline replays identically."""
+    """Epoch ``epoch``'s training batches, shuffled and augmented with a seed
+    drawn from ``(seed, epoch)``: the same epoch always yields the same
+    batches, which is what makes resuming exact."""
     import tensorflow as tf
 
     from tess_keras import data
 
     seed = epoch_seed(config.seed, epoch)
-    order = np.random.default_rng(seed).permutation(len(splits.y_train))
-    shuffled = dataclasses.replace(splits, x_train=splits.x_train[order], y_train=splits.y_train[order])
     tf.random.set_seed(seed)
-    return data.make_tf_dataset(shuffled, "train", config.batch_size, shuffle=False, seed=seed)
+    return data.make_tf_dataset(splits, "train", config.batch_size, shuffle=True, seed=seed, augment=True)
 
 
 class _InterruptFlag:
@@ -618,13 +615,13 @@ def _mean_epoch(epoch_times, fallback):
 
 def _diverged_message(out, value, epoch, step, epochs_done, which=""):
     kept = (
-        f"the checkpoint of epoch {epochs_done} in {out} is kept (resume it with a lower --lr in a new run)"
+        f"the checkpoint of epoch {epochs_done} in {out} is kept"
         if epochs_done
         else "no epoch had finished, so there is no checkpoint to keep"
     )
     return (
         f"the {which}loss became {value} at epoch {epoch}, batch {step}; training stopped and {kept}. "
-        "Lower --lr or check the input data."
+        "Start a new run with a lower --lr, or check the input data."
     )
 
 
