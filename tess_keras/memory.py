@@ -1,0 +1,384 @@
+"""Measured peak memory and speed of one compiled training step.
+
+``measure_train_step`` answers "how much memory does one batch of training
+take with this rule and this T?" by running the model's real ``train_step``
+(under ``tf.function``) on random data and measuring, not modelling:
+
+* CPU: TensorFlow keeps no allocator statistics for the CPU, so the step's
+  peak is the process's resident memory high-water mark. After a warm-up
+  step (which traces the graph and allocates everything that lives across
+  steps) the kernel's high-water mark is reset (``/proc/self/clear_refs``),
+  the step runs, and ``peak = VmHWM - VmRSS before the step``. glibc is told
+  to serve large blocks with ``mmap`` and give freed memory back at once, so
+  the resident set follows the step's live tensors.
+* GPU: ``tf.config.experimental.reset_memory_stats`` /
+  ``get_memory_info`` of the first GPU: ``peak - current before the step``.
+
+Every configuration runs in its own fresh process, so one measurement never
+sees another's graphs or freed-but-cached memory. The processes are forked
+from a helper interpreter that has already imported TensorFlow (it does
+nothing else before forking), which saves the import time per
+configuration. Linux only (``/proc`` and ``fork``).
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+# glibc settings for the measuring processes: blocks >= 64 KiB come from
+# mmap (returned to the kernel on free), the heap is trimmed at once and
+# only two arenas keep per-thread caches small.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "65536",
+    "MALLOC_TRIM_THRESHOLD_": "0",
+    "MALLOC_TOP_PAD_": "0",
+    "MALLOC_ARENA_MAX": "2",
+}
+
+
+@dataclasses.dataclass
+class StepMeasurement:
+    """One configuration's measured training step.
+
+    Attributes:
+        rule: the rule's config (``{"name": ..., **get_config()}``).
+        time_steps, batch_size: the configuration.
+        peak_bytes: memory the step needed on top of what the process held
+            before it (bytes).
+        baseline_bytes: resident (CPU) or allocated (GPU) bytes just before
+            the measured step: interpreter, TensorFlow, model, optimizer.
+        step_seconds: wall time of each timed step (after the warm-up).
+        step_cpu_seconds: CPU time (all threads) of each timed step; less
+            disturbed than wall time when other processes share the cores.
+        device: ``"CPU"`` or the GPU's name.
+        method: ``"rss-hwm"`` (CPU) or ``"tf-allocator"`` (GPU).
+    """
+
+    rule: dict
+    time_steps: int
+    batch_size: int
+    peak_bytes: int
+    baseline_bytes: int
+    step_seconds: list
+    step_cpu_seconds: list
+    device: str
+    method: str
+
+    @property
+    def samples_per_second(self):
+        """Training throughput from the median timed step (0 if none timed)."""
+        return _throughput(self.batch_size, self.step_seconds)
+
+    @property
+    def samples_per_cpu_second(self):
+        """Samples per CPU-second (all threads) from the median timed step."""
+        return _throughput(self.batch_size, self.step_cpu_seconds)
+
+
+def _throughput(batch_size, seconds):
+    if not seconds:
+        return 0.0
+    return batch_size / sorted(seconds)[len(seconds) // 2]
+
+
+class MeasurementError(RuntimeError):
+    """A measuring process failed; the message carries its error output."""
+
+
+def _rule_config(rule):
+    from tess_keras import rules
+
+    rule = rules.get(rule)
+    return {"name": rule.name, **rule.get_config()}
+
+
+def _model_spec(model):
+    if isinstance(model, str):
+        from tess_keras.models import MODELS
+
+        if model not in MODELS:
+            raise ValueError(f"Unknown model {model!r}; choose one of {', '.join(MODELS)} or pass a SpikingSequential.")
+        return {"name": model}
+    import keras
+
+    return {"config": keras.saving.serialize_keras_object(model)}
+
+
+def _job(rule, time_steps, batch_size, input_shape, num_classes, model, timed_steps, device, seed):
+    time_steps, batch_size = int(time_steps), int(batch_size)
+    if time_steps < 1 or batch_size < 1:
+        raise ValueError(f"time_steps and batch_size must be >= 1, got {time_steps} and {batch_size}.")
+    if device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}.")
+    return {
+        "rule": _rule_config(rule),
+        "time_steps": time_steps,
+        "batch_size": batch_size,
+        "input_shape": [int(d) for d in input_shape],
+        "num_classes": int(num_classes),
+        "model": _model_spec(model),
+        "timed_steps": int(timed_steps),
+        "device": device,
+        "seed": int(seed),
+    }
+
+
+def profile_train_steps(jobs, timeout=600):
+    """Measure several configurations, each in its own fresh process.
+
+    The processes start with ``MALLOC_ENV`` so the memory number follows
+    the step's live tensors; before timing steps (``timed_steps > 0``) a
+    process switches glibc back to keeping freed blocks for reuse (as it
+    does by default), because returning every block to the kernel costs
+    page faults that would slow the timed steps.
+
+    Args:
+        jobs: list of dicts of ``measure_train_step``'s keyword arguments
+            (``rule``, ``time_steps``, ``batch_size``, ``input_shape`` and
+            optionally ``num_classes``, ``model``, ``timed_steps``,
+            ``device``, ``seed``).
+        timeout: seconds allowed for all of them together.
+
+    Returns:
+        One ``StepMeasurement`` per job, in order.
+
+    Raises:
+        MeasurementError: a measuring process failed (e.g. out of memory).
+    """
+    defaults = {"num_classes": 10, "model": "mcu", "timed_steps": 0, "device": "auto", "seed": 0}
+    specs = [_job(**{**defaults, **job}) for job in jobs]
+    if not specs:
+        return []
+    if not os.path.exists("/proc/self/clear_refs"):
+        raise MeasurementError("Measuring memory needs Linux (/proc/self/clear_refs); this system has none.")
+    return [StepMeasurement(**record) for record in _run_server(specs, MALLOC_ENV, timeout)]
+
+
+def _run_server(specs, extra_env, timeout):
+    """Run the fork server (``python -m tess_keras.memory``) on ``specs``."""
+    env = {**os.environ, **extra_env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tess_keras.memory"],
+            input="".join(json.dumps(spec) + "\n" for spec in specs),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise MeasurementError(f"Measuring took longer than {timeout} s; use fewer or smaller configurations.") from error
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or len(lines) != len(specs):
+        raise MeasurementError(f"The measuring process failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        if "error" in record:
+            raise MeasurementError(f"Measuring {record['job']} failed:\n{record['error']}")
+    return records
+
+
+def measure_train_step(
+    rule,
+    time_steps,
+    batch_size,
+    input_shape,
+    num_classes=10,
+    model="mcu",
+    device="auto",
+    seed=0,
+    timeout=600,
+):
+    """Peak memory (bytes) of one compiled training step.
+
+    The model's ``train_step`` (rule gradients plus an Adam update) runs
+    under ``tf.function`` on random inputs in [0, 1) ``[batch, T, *shape]``
+    in a fresh process; after a warm-up step that traces it, the memory the
+    next step needs on top of what was held before is measured (CPU: peak
+    resident set via ``/proc``; GPU: TensorFlow's allocator statistics).
+    Model weights, optimizer slots and the input batch are held before the
+    step and are not counted; everything the step creates is (traces or
+    stored activations, gradients, temporaries).
+
+    Args:
+        rule: rule name (``"tess"``, ``"stllr"``, ``"bptt"``) or a
+            ``tess_keras.rules`` object, e.g. ``TESS(alpha_post=0)``.
+        time_steps: T, the number of time steps per sample.
+        batch_size: samples per batch.
+        input_shape: per-step input ``(H, W, C)``.
+        num_classes: classes of the readout.
+        model: a name from ``tess_keras.models.MODELS`` (``"mcu"``,
+            ``"vgg9"``) or a ``SpikingSequential`` whose architecture is
+            used (fresh weights; ``rule`` replaces its rule).
+        device: ``"auto"`` (GPU if TensorFlow sees one), ``"cpu"`` or
+            ``"gpu"``.
+        seed: seed of the weights and the random batch.
+        timeout: seconds before the measuring process is stopped.
+
+    Returns:
+        Peak bytes of the step, as an int.
+
+    Example:
+        >>> measure_train_step("bptt", 20, 16, (32, 32, 2)) / 2**20   # MiB
+    """
+    job = dict(
+        rule=rule,
+        time_steps=time_steps,
+        batch_size=batch_size,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        model=model,
+        device=device,
+        seed=seed,
+    )
+    return profile_train_steps([job], timeout=timeout)[0].peak_bytes
+
+
+# -- inside the measuring process ---------------------------------------------
+
+
+def _proc_status_bytes(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise MeasurementError(f"/proc/self/status has no {field}")
+
+
+def _build(spec):
+    import keras
+
+    from tess_keras import rules
+    from tess_keras.models import build_model
+
+    rule_config = dict(spec["rule"])
+    rule = rules.get(rule_config.pop("name"), **rule_config)
+    keras.utils.set_random_seed(spec["seed"])
+    if "name" in spec["model"]:
+        model = build_model(spec["model"]["name"], spec["input_shape"], spec["num_classes"], rule=rule)
+    else:
+        model = keras.saving.deserialize_keras_object(spec["model"]["config"])
+        model.rule = rule
+        model.build((None, None) + tuple(spec["input_shape"]))
+    if model.num_classes != spec["num_classes"]:
+        raise ValueError(f"The model has {model.num_classes} classes but num_classes={spec['num_classes']}.")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _keep_freed_memory():
+    """Undo ``MALLOC_ENV`` for timing: glibc's usual large thresholds, so
+    freed blocks are reused instead of unmapped and faulted in again."""
+    import ctypes
+
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's dynamic threshold's maximum
+    mallopt(m_trim_threshold, 64 * 2**20)
+    mallopt(m_top_pad, 128 * 2**10)
+
+
+def _measure(spec):
+    """Build and warm up one configuration, measure one step's memory, then
+    time ``timed_steps`` steps (in a forked child)."""
+    import time
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU") if spec["device"] != "cpu" else []
+    if spec["device"] == "gpu" and not gpus:
+        raise MeasurementError("device='gpu' but TensorFlow sees no GPU.")
+    if spec["device"] == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    on_gpu = bool(gpus)
+    record = {
+        "rule": spec["rule"],
+        "time_steps": spec["time_steps"],
+        "batch_size": spec["batch_size"],
+        "peak_bytes": 0,
+        "baseline_bytes": 0,
+        "step_seconds": [],
+        "step_cpu_seconds": [],
+        "device": gpus[0].name if on_gpu else "CPU",
+        "method": "tf-allocator" if on_gpu else "rss-hwm",
+    }
+    with tf.device("/GPU:0" if on_gpu else "/CPU:0"):
+        model = _build(spec)
+        generator = tf.random.Generator.from_seed(spec["seed"])
+        shape = [spec["batch_size"], spec["time_steps"], *spec["input_shape"]]
+        inputs = generator.uniform(shape)
+        labels = generator.uniform([spec["batch_size"]], maxval=spec["num_classes"], dtype=tf.int32)
+        train_step = tf.function(model.train_step)
+
+        def run_step():
+            train_step((inputs, labels))["loss"].numpy()  # .numpy() waits for the step
+
+        run_step()  # traces the graph and allocates what lives across steps
+
+        if on_gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            baseline = tf.config.experimental.get_memory_info("GPU:0")["current"]
+            run_step()
+            peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        else:
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")  # reset VmHWM to the current resident set
+            baseline = _proc_status_bytes("VmRSS")
+            run_step()
+            peak = _proc_status_bytes("VmHWM")
+        record.update(peak_bytes=int(peak - baseline), baseline_bytes=int(baseline))
+
+        if spec["timed_steps"] > 0:
+            _keep_freed_memory()
+            run_step()  # lets the allocator's free lists grow again
+            for _ in range(spec["timed_steps"]):
+                wall, cpu = time.perf_counter(), time.process_time()
+                run_step()
+                record["step_cpu_seconds"].append(time.process_time() - cpu)
+                record["step_seconds"].append(time.perf_counter() - wall)
+    return record
+
+
+def _serve():
+    """Read one JSON job per stdin line; fork a fresh child for each; print
+    one JSON result line per job, in order."""
+    import traceback
+
+    import keras  # noqa: F401  (imported once here, shared by every child)
+    import tensorflow  # noqa: F401
+
+    import tess_keras.models  # noqa: F401
+
+    jobs = [json.loads(line) for line in sys.stdin if line.strip()]
+    for spec in jobs:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: measure, report, leave without cleanup
+            os.close(read_end)
+            try:
+                record = _measure(spec)
+            except BaseException:  # reported to the parent, which raises
+                record = {"job": f"{spec['rule']['name']} T={spec['time_steps']}", "error": traceback.format_exc()}
+            with os.fdopen(write_end, "w") as out:
+                out.write(json.dumps(record))
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as result:
+            text = result.read()
+        _, status = os.waitpid(pid, 0)
+        if not text:
+            code = os.waitstatus_to_exitcode(status)
+            text = json.dumps(
+                {
+                    "job": f"{spec['rule']['name']} T={spec['time_steps']}",
+                    "error": f"the measuring process died (exit {code}; -9 usually means out of memory)",
+                }
+            )
+        print(text, flush=True)
+
+
+if __name__ == "__main__":
+    _serve()
