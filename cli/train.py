@@ -36,7 +36,12 @@ class RichReporter:
 
     def start(self, config, steps_per_epoch, state):
         self.epochs = config.epochs
-        if state.epochs_done or state.batches_done:
+        if state.epochs_done >= config.epochs:
+            console.print(
+                f"{config.out} has already trained {state.epochs_done} epochs; writing its outputs again "
+                "(pass a larger --epochs to train more)"
+            )
+        elif state.epochs_done or state.batches_done:
             where = f"epoch {state.epochs_done + 1}" + (f", batch {state.batches_done}" if state.batches_done else "")
             console.print(f"resuming {config.out} at {where} of {config.epochs}")
         console.print(

@@ -495,9 +495,15 @@ def train(config, reporter=None, resume=False):
     # Only the chief writes; other workers train the same weights silently.
     chief = distribute.is_chief(strategy)
     reporter = reporter or Reporter()
+    existed = Path(config.out).exists()
     out = prepare_run_dir(config.out, resume) if chief else Path(config.out)
     keras.utils.set_random_seed(config.seed)
-    splits = data.load_dataset(config.dataset, config.data_dir or None, config.time_steps or None, config.seed)
+    try:
+        splits = data.load_dataset(config.dataset, config.data_dir or None, config.time_steps or None, config.seed)
+    except data.DatasetError:
+        if chief and not existed and not any(out.iterdir()):
+            out.rmdir()  # leave no empty run directory behind
+        raise
     splits = limit_splits(splits, config)
     if resume and config.time_steps and splits.time_steps != config.time_steps:
         raise ConfigError(f"the dataset gave T={splits.time_steps} but the run uses T={config.time_steps}.")
