@@ -163,7 +163,7 @@ def test_thread_pool_decoding_matches_one_by_one(cifar10_dvs_dir, no_network):
 
 
 def test_process_pool_decoding_matches_threads(tmp_path, no_network, monkeypatch):
-    """Large datasets decode in spawned worker processes; the frames must be identical."""
+    """With TESS_DATA_WORKERS, large datasets decode in spawned worker processes; the frames must be identical."""
     rng = np.random.default_rng(5)
     for folder in ("Train", "Test"):
         for digit in range(3):
@@ -172,6 +172,7 @@ def test_process_pool_decoding_matches_threads(tmp_path, no_network, monkeypatch
     threads = data.load_dataset("nmnist", tmp_path, time_steps=5)
     threads_x = np.array(threads.x_train)
     monkeypatch.setattr(events_module, "PROCESS_POOL_MIN_ITEMS", 1)
+    monkeypatch.setenv("TESS_DATA_WORKERS", "2")
     monkeypatch.setenv("TESS_CACHE_DIR", str(tmp_path / "other_cache"))
     processes = data.load_dataset("nmnist", tmp_path, time_steps=5)
     assert (tmp_path / "other_cache").is_dir()

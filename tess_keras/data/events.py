@@ -17,6 +17,7 @@ into silently wrong labels or missing samples.
 """
 
 import concurrent.futures
+import concurrent.futures.process
 import functools
 import logging
 import multiprocessing
@@ -145,31 +146,38 @@ def read_nmnist(path):
 
 # ----------------------------------------------------------------------------- building frames
 
-PROCESS_POOL_MIN_ITEMS = 256  # below this, starting workers (each imports tonic) costs more than it saves
+PROCESS_POOL_MIN_ITEMS = 64  # below this, starting workers (each imports tonic) costs more than it saves
 WORKERS_ENV = "TESS_DATA_WORKERS"
 
 
 def _fill_parallel(out, items, convert):
     """``out[i] = convert(item)`` for every item.
 
-    Large jobs run on ``$TESS_DATA_WORKERS`` (default: one per CPU) spawned
-    worker processes: tonic's binning holds the GIL, so threads would not
-    scale. Spawned, not forked, workers are safe after TensorFlow has started
-    its threads, but, as with any Python multiprocessing, a script that loads
-    a large event dataset needs an ``if __name__ == "__main__":`` guard (or
-    ``TESS_DATA_WORKERS=1``). Small jobs use a thread pool. ``convert`` must be
-    picklable (a module-level function or a ``functools.partial`` of one).
+    By default on a thread pool in this process. With ``$TESS_DATA_WORKERS``
+    set to N > 1, jobs of ``PROCESS_POOL_MIN_ITEMS`` or more items run on N
+    spawned worker processes instead: tonic's binning (``numpy.add.at``) and
+    the AEDAT4 decoder run largely under the GIL, so only processes use many
+    cores. Spawned (not forked) workers are safe after TensorFlow has started
+    its threads but, as with any Python multiprocessing, need the main script
+    to have an ``if __name__ == "__main__":`` guard; if workers cannot start,
+    decoding falls back to threads. ``convert`` must be picklable (a
+    module-level function or a ``functools.partial`` of one).
     """
-    workers = int(os.environ.get(WORKERS_ENV) or os.cpu_count() or 1)
+    workers = int(os.environ.get(WORKERS_ENV) or 0)
     if workers > 1 and len(items) >= PROCESS_POOL_MIN_ITEMS:
         context = multiprocessing.get_context("spawn")
-        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
-        results = pool.map(convert, items, chunksize=max(1, min(16, len(items) // (4 * workers))))
-    else:
-        pool = concurrent.futures.ThreadPoolExecutor(max(1, min(8, workers)))
-        results = pool.map(convert, items)
-    with pool:
-        for index, frames in enumerate(results):
+        try:
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+                chunk = max(1, min(16, len(items) // (4 * workers)))
+                for index, frames in enumerate(pool.map(convert, items, chunksize=chunk)):
+                    out[index] = frames
+            return
+        except concurrent.futures.process.BrokenProcessPool as error:
+            # Workers could not start (e.g. a main script without the __main__ guard, or code read from
+            # stdin): decode in this process instead.
+            log.warning("event decoding workers failed (%s); decoding on threads instead", error)
+    with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        for index, frames in enumerate(pool.map(convert, items)):
             out[index] = frames
 
 
