@@ -18,6 +18,10 @@ def export_command(
     learn: str = typer.Option("all", help="Comma-separated layers that keep learning on the device, 'all' or 'none'."),
     learning_rate: float = typer.Option(0.005, min=0.0, help="On-device SGD learning rate (one step per sample)."),
     representative: int = typer.Option(100, help="Training samples that calibrate the int8 quantisation."),
+    demo_learn: int = typer.Option(256, min=1, help="Samples in the demo's on-device learning stream."),
+    demo_test: int = typer.Option(200, min=1, help="Samples in the demo's held-out set."),
+    demo_epochs: int = typer.Option(2, min=1, help="Passes of the demo over its learning stream."),
+    evaluate: int = typer.Option(0, min=0, help="Held-out samples for the accuracies (0: the whole test split)."),
     data_dir: str = typer.Option("", envvar="TESS_DATA_DIR", help="Where datasets live (default: the run's)."),
     out: Path = typer.Option(..., help="Directory to write (new, or a previous export's)."),
 ):
@@ -36,7 +40,8 @@ def export_command(
     try:
         report = export(
             run_dir, out, target=target, board=board, learn=layers, learning_rate=learning_rate,
-            data_dir=data_dir or None, representative=representative, console=console,
+            data_dir=data_dir or None, representative=representative, demo_learn=demo_learn, demo_test=demo_test,
+            demo_epochs=demo_epochs, evaluate=evaluate or None, console=console,
         )
     except ExportError as error:
         fail(str(error))

@@ -215,6 +215,7 @@ def engine_context(spec, source="a Keras model"):
         layer_lines=[layer_summary(layer) for layer in spec.layers],
         any_learn=bool(spec.learnable),
         any_spiking_learn=bool(learning),
+        any_post_trace=any(s["alpha_post"] for s in learning),
         max_neurons=max([s["N"] for s in spiking] + [spec.num_classes]),
         max_learn_neurons=max([s["N"] for s in learning], default=1),
         max_lsg=max([s["lsg_size"] for s in learning], default=1),

@@ -1,0 +1,188 @@
+"""The generated C++ engine against the Python golden model, bit for bit.
+
+Small untrained networks cover every layer kind the exporter supports
+(strided/same and valid convolutions, max pooling with padding, dense,
+readout, frozen and learning layers, alpha_post -1 and 0). Each is compiled
+with g++ -Wall -Wextra -Werror -fsanitize=address,undefined and must match
+the golden model in every spike, membrane, trace, logit, accumulator and
+weight over many learning steps. The trained digits network is checked in
+test_export.py.
+"""
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+from tess_keras.export import codegen, golden, hostbuild
+from tess_keras.export.spec import build_spec
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (apt-get install g++)")
+
+
+def small_model(alpha_post=-1.0):
+    import keras
+
+    from tess_keras.layers import Readout, SpikingConv2D, SpikingDense
+    from tess_keras.models import SpikingSequential
+    from tess_keras.rules import TESS
+
+    keras.utils.set_random_seed(3)
+    model = SpikingSequential(
+        [
+            SpikingConv2D(6, 3, strides=2, padding="same", lsg_pool=1, name="c1"),
+            keras.layers.MaxPooling2D(2, strides=1, padding="same", name="p1"),
+            SpikingConv2D(8, 3, padding="valid", lsg_pool=3, name="c2"),
+            keras.layers.Flatten(name="flat"),
+            SpikingDense(12, name="d1"),
+            Readout(5, name="out"),
+        ],
+        rule=TESS(alpha_post=alpha_post),
+    )
+    model.build((None, None, 9, 9, 2))
+    return model
+
+
+def random_frames(count, steps, rng, low=-127, high=127):
+    return rng.integers(low, high + 1, size=(count, steps, 9, 9, 2)).astype(np.int8)
+
+
+def compare(spec, tmp_path, x, y, learn=True):
+    codegen.write_engine(spec, tmp_path)
+    binary = hostbuild.build_host(tmp_path, spec, sanitize=True)
+    host = hostbuild.run_host(binary, spec, x, y, learn=learn, dump=True, frames=True)
+    gold = hostbuild.golden_records(spec, x, y, learn=learn, frames=True)
+    assert hostbuild.first_mismatch(gold, host) is None
+    return gold, host
+
+
+@pytest.mark.parametrize(
+    "alpha_post, learn",
+    [(-1.0, None), (0.0, ["c2", "out"])],
+    ids=["all-layers-learn", "alpha0-partly-frozen"],
+)
+def test_engine_matches_golden_bit_for_bit(alpha_post, learn, tmp_path):
+    spec = build_spec(small_model(alpha_post), 1 / 127, time_steps=5, learn=learn, learning_rate=0.05)
+    rng = np.random.default_rng(0)
+    x = random_frames(12, 5, rng, low=0)  # mostly positive, spiking input
+    x[6:] = random_frames(6, 5, rng)  # and signed input
+    y = rng.integers(0, 5, size=12)
+    gold, host = compare(spec, tmp_path, x, y)
+    records = gold["records"]
+    # The run exercised what it claims to: spikes, traces, updates, changing weights.
+    assert any(r["steps"][-1]["c2.o"].any() for r in records)
+    assert any(r["steps"][-1]["d1.o"].any() for r in records)
+    assert any(np.abs(r["grads"]["c2.g"]).max() > 0 for r in records)
+    first, last = records[0]["weights"], records[-1]["weights"]
+    assert not np.array_equal(spec.layers[2].weights.ravel(), last["c2.w"])
+    assert len(set(gold["hashes"].tolist())) > 6
+    if alpha_post == 0.0:
+        assert "c2.h" not in records[0]["steps"][0] and "c1.q" not in records[0]["steps"][0]
+        engine = (tmp_path / "tess_engine.cc").read_text()
+        assert "const int8_t c1_w[" in engine and "\nint8_t c2_w[" in engine
+    else:
+        assert "c1.h" in records[0]["steps"][0]
+    assert set(first) == {f"{n}.w" for n in [layer.name for layer in spec.learnable]} | {"out.b"}
+
+
+def test_inference_only_leaves_weights_alone(tmp_path):
+    spec = build_spec(small_model(), 1 / 127, time_steps=3, learning_rate=0.05)
+    rng = np.random.default_rng(1)
+    x = random_frames(5, 3, rng, low=0)
+    gold, host = compare(spec, tmp_path, x, None, learn=False)
+    assert len(set(host["hashes"].tolist())) == 1
+    engine = golden.GoldenEngine(spec)
+    assert int(host["hashes"][0]) == engine.state_hash()
+
+
+def test_saturation_clamps_and_never_wraps(tmp_path):
+    """Extreme inputs, traces that barely decay, unshifted gradients and a huge learning
+    rate: every state and weight must clamp at its limit, the same in C (UBSan aborts on
+    signed overflow) and in the golden model."""
+    spec = build_spec(small_model(), 1 / 127, time_steps=8, learning_rate=1e6)
+    for layer in spec.spiking:
+        layer.lambda_pre = 32767
+        layer.lambda_post = 32767
+        layer.grad_shift = 0
+    spec = dataclasses.replace(spec, layers=list(spec.layers))
+    rng = np.random.default_rng(2)
+    x = np.full((6, 8, 9, 9, 2), 127, np.int8)
+    x[3:] = np.where(rng.random((3, 8, 9, 9, 2)) < 0.5, 127, -127).astype(np.int8)
+    y = rng.integers(0, 5, size=6)
+    gold, _ = compare(spec, tmp_path, x, y)
+    steps = [s for r in gold["records"] for s in r["steps"]]
+    grads = [g for r in gold["records"] for g in r["grads"].values()]
+    weights = gold["records"][-1]["weights"]
+    assert max(s["c1.q"].max() for s in steps) == 32767  # trace clamps
+    assert max(s["c1.u"].max() for s in steps) == 32767 or min(s["c1.u"].min() for s in steps) == -32768
+    assert any(np.abs(g.astype(np.int64)).max() >= 2**31 - 1 for g in grads)  # accumulators clamp
+    assert np.abs(weights["c2.w"].astype(int)).max() == 127  # weights clamp at +-127
+    assert weights["c2.w"].astype(int).min() >= -127
+
+
+def test_stochastic_rounding_counts_updates_below_one_lsb():
+    """A 0.1-LSB update moves weights by 0.1 LSB on average with stochastic rounding;
+    round-to-nearest loses it entirely."""
+    count = 20000
+    delta = np.full(count, round(0.1 * 65536))  # pending update in Q16 weight LSB
+    draws = golden.random_stream(0x7E55, 0, count)
+    stochastic = golden.stochastic_round_update(np.zeros(count), delta, draws, -127, 127)
+    nearest = golden.stochastic_round_update(np.zeros(count), delta, draws, -127, 127, rounding="nearest")
+    assert abs(stochastic.mean() + 0.1) < 0.01
+    assert set(np.unique(stochastic)) == {-1, 0}
+    assert nearest.mean() == 0
+    # The generator is uniform enough in its low 16 bits.
+    low = draws & 0xFFFF
+    assert abs(low.mean() / 65536 - 0.5) < 0.01
+
+
+def test_golden_primitives_track_their_real_values():
+    x = np.arange(-5000, 5000, 7)
+    mult, shift = 1518500250, 31  # ~0.7071
+    assert np.array_equal(golden.rescale(x, mult, shift), np.floor(x * mult / 2**shift + 0.5).astype(np.int64))
+    # Saturation instead of wrap-around.
+    assert golden.rescale(np.array([2**31 - 1]), 2**31 - 1, 1)[0] == 2**31 - 1
+    # psi in Q15 of a Q11 membrane, peak 0.3 at the threshold.
+    u = np.arange(-4096, 8192)
+    psi = golden.psi_q15(u, 1229, 9830)
+    real = 0.3 * np.maximum(1 - np.abs(u / 2048 - 1229 / 2048), 0)
+    assert np.abs(psi / 32768 - real).max() < 1e-3
+    # Integer softmax error against the float one.
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, size=(200, 10))
+    labels = rng.integers(0, 10, size=200)
+    error = golden.softmax_error(np.round(z * 4096).astype(np.int64), labels) / 32768
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p[np.arange(200), labels] -= 1
+    assert np.abs(error - p).max() < 0.01
+
+
+def test_every_generated_file_compiles_cleanly_without_learning(tmp_path):
+    spec = build_spec(small_model(), 1 / 127, time_steps=2, learn=[], learning_rate=0.05)
+    codegen.write_engine(spec, tmp_path)
+    engine = (tmp_path / "tess_engine.cc").read_text()
+    assert "tess_random" not in engine and "_g[" not in engine
+    binary = hostbuild.build_host(tmp_path, spec, sanitize=True)
+    x = random_frames(3, 2, np.random.default_rng(4), low=0)
+    host = hostbuild.run_host(binary, spec, x, np.array([0, 1, 2]), learn=True, dump=True, frames=True)
+    gold = hostbuild.golden_records(spec, x, np.array([0, 1, 2]), learn=True, frames=True)
+    assert hostbuild.first_mismatch(gold, host) is None
+
+
+def test_dense_reference_forward_gives_identical_logits(tmp_path):
+    """-DTESS_DENSE_REFERENCE (every synapse multiplied) equals the event-driven forward."""
+    import subprocess
+
+    spec = build_spec(small_model(), 1 / 127, time_steps=3, learning_rate=0.05)
+    codegen.write_engine(spec, tmp_path)
+    x = random_frames(6, 3, np.random.default_rng(5), low=0)
+    event = hostbuild.run_host(hostbuild.build_host(tmp_path, spec), spec, x, dump=True, frames=True)
+    dense_bin = tmp_path / "dense_harness"
+    command = [hostbuild.compiler(), "-std=c++17", "-O0", "-Wall", "-Wextra", "-Werror", "-DTESS_DENSE_REFERENCE",
+               *hostbuild.SANITIZERS, "-I", str(tmp_path), str(tmp_path / "tess_engine.cc"),
+               str(tmp_path / "host_harness.cc"), "-o", str(dense_bin)]
+    subprocess.run(command, check=True)
+    dense = hostbuild.run_host(dense_bin, spec, x, dump=True, frames=True)
+    assert hostbuild.first_mismatch(event, dense) is None
