@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tess_keras.cli.app import app
+from tess_keras.cli.main import app
 from tess_keras.export import build as firmware_build
 from tess_keras.export import simulate as firmware_simulate
 
@@ -22,13 +22,18 @@ REAL_BOARDS = [name for name, spec in BOARDS.items() if "pyocd_target" in spec]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """OUT_DIR of `tess export --target cortex-m4` for a digits net trained briefly."""
+    """OUT_DIR of `tess export --target cortex-m4` for a digits net trained briefly,
+    sized for the smallest board (NUCLEO-F446RE, 128 KB RAM): conv2 and the
+    readout keep learning on the device, conv1 and conv3 stay frozen in flash."""
     from tess_keras.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("firmware")
     run_dir, out_dir = root / "run", root / "out"
-    train(TrainConfig(dataset="digits", rule="tess", model="mcu", epochs=2, out=str(run_dir)), verbose=0)
-    result = CliRunner().invoke(app, ["export", str(run_dir), "--target", "cortex-m4", "--out", str(out_dir)])
+    train(TrainConfig(dataset="digits", rule="tess", model="mcu", epochs=2, out=str(run_dir)))
+    result = CliRunner().invoke(app, [
+        "export", str(run_dir), "--target", "cortex-m4", "--board", "nucleo-f446re", "--learn", "conv2,readout",
+        "--out", str(out_dir),
+    ])
     assert result.exit_code == 0, result.output
     return out_dir
 
