@@ -252,3 +252,72 @@ def test_reexport_with_readout_learning_on_the_small_board(digits_run, digits_ex
     assert re.search(r"^int8_t readout_w\[", engine, re.M)  # learnable: RAM
     assert not (out / "build").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture(scope="session")
+def digits_engine(digits_run, digits_export, tmp_path_factory):
+    """The exported digits engine built for the host with ASan/UBSan, and its spec."""
+    from tess_keras.export import exporter, hostbuild
+    from tess_keras.export.spec import build_spec
+
+    out, _ = digits_export
+    report = json.loads((out / "report.json").read_text())
+    model, _ = exporter.load_run(digits_run)
+    spec = build_spec(model, report["input_scale"], report["time_steps"], learning_rate=report["learning_rate"])
+    build = tmp_path_factory.mktemp("host")
+    for name in ("tess_engine.h", "tess_engine.cc", "tess_runtime.h"):
+        shutil.copyfile(out / name, build / name)
+    return spec, hostbuild.build_host(build, spec, sanitize=True)
+
+
+def demo_sets(spec, learn_count, test_count):
+    from tess_keras import data
+    from tess_keras.export import demo
+
+    splits = data.load_dataset("digits")
+    return demo.make_demo(splits, spec, learn_count, test_count, seed=1)
+
+
+@pytest.mark.slow
+def test_trained_engine_matches_golden_on_real_inputs(digits_engine):
+    from tess_keras.export import hostbuild
+
+    spec, binary = digits_engine
+    sets = demo_sets(spec, 10, 4)
+    # Real digits (the shifted demo stream), learning on, every buffer compared.
+    x, y = sets["learn_x"], sets["learn_y"]
+    host = hostbuild.run_host(binary, spec, x, y, learn=True, dump=True, frames=True)
+    gold = hostbuild.golden_records(spec, x, y, learn=True, frames=True)
+    assert hostbuild.first_mismatch(gold, host) is None
+    assert sum(int(s["conv3.o"].sum()) for r in gold["records"] for s in r["steps"]) > 0
+    assert len(set(gold["hashes"].tolist())) == len(x)  # every sample changed the weights
+    # Random int8 inputs too.
+    noise = np.random.default_rng(0).integers(-127, 128, size=(4, 4, 8, 8, 1)).astype(np.int8)
+    host = hostbuild.run_host(binary, spec, noise, np.array([1, 3, 5, 7]), learn=True, dump=True, frames=True)
+    gold = hostbuild.golden_records(spec, noise, np.array([1, 3, 5, 7]), learn=True, frames=True)
+    assert hostbuild.first_mismatch(gold, host) is None
+
+
+@pytest.mark.slow
+def test_on_device_learning_raises_held_out_accuracy(digits_engine):
+    """The demo task (digits with inverted contrast): one pass of on-device TESS over a
+    learning stream raises held-out accuracy in the golden model and, bit for bit, in the
+    host build of the engine."""
+    from tess_keras.export import hostbuild
+    from tess_keras.export.golden import GoldenEngine, run_samples
+
+    spec, binary = digits_engine
+    sets = demo_sets(spec, 96, 80)
+    test_x, test_y = sets["test_x"], sets["test_y"]
+    evaluator = GoldenEngine(spec, batch=len(test_y))
+    before = np.mean(run_samples(evaluator, test_x, frames=True) == test_y)
+    learner = GoldenEngine(spec)
+    run_samples(learner, sets["learn_x"], sets["learn_y"], learn=True, frames=True)
+    evaluator.weights, evaluator.bias = learner.weights, learner.bias
+    after = np.mean(run_samples(evaluator, test_x, frames=True) == test_y)
+    assert before < 0.3  # the shifted sensor defeats the exported network
+    assert after >= before + 0.15
+    # The host build learns the very same weights from the same stream.
+    host = hostbuild.run_host(binary, spec, sets["learn_x"], sets["learn_y"], learn=True, frames=True)
+    assert int(host["hashes"][-1]) == learner.state_hash()
+    print(f"demo task golden accuracy {before:.3f} -> {after:.3f}")
