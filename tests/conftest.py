@@ -81,6 +81,29 @@ def reference_blocks(model):
     return blocks, readout
 
 
+def assert_close(actual, expected, what=""):
+    """float32 library against float64 reference, tolerance relative to the
+    quantity's own scale (learning signals are small numbers)."""
+    expected = np.asarray(expected, np.float64)
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    actual = np.asarray(actual, np.float64)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-7 + 1e-5 * scale, err_msg=what)
+
+
+def gradients_by_variable(model, grads):
+    return {id(v): np.asarray(g, np.float64) for v, g in zip(model.trainable_variables, grads)}
+
+
+def check_meaningful(rec):
+    """The network must be in a regime where the test can fail: neurons fire
+    sometimes, psi is often non-zero, and no membrane sits so close to the
+    threshold that float32 and float64 could disagree about a spike."""
+    for u, o in zip(rec["u"], rec["o"]):
+        assert 0.05 < o.mean() < 0.95, o.mean()
+        assert (ref.psi(u) > 0).mean() > 0.3
+        assert np.abs(u - ref.V_TH).min() > 1e-5
+
+
 @pytest.fixture
 def make_net():
     return build_net

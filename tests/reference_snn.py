@@ -190,7 +190,8 @@ def forward(blocks, readout, x):
     spiking = [i for i, block in enumerate(blocks) if block["kind"] in ("conv", "dense")]
     u = {i: 0.0 for i in spiking}
     o = {i: 0.0 for i in spiking}
-    rec = {"block_inputs": [], "logits": [], "features": [], "x": [[] for _ in spiking], "u": [[] for _ in spiking], "o": [[] for _ in spiking]}
+    rec = {"block_inputs": [], "logits": [], "features": []}
+    rec.update({key: [[] for _ in spiking] for key in ("x", "u", "o")})
     for t in range(steps):
         h = x[:, t]
         inputs = []
@@ -199,10 +200,10 @@ def forward(blocks, readout, x):
             if block["kind"] in ("conv", "dense"):
                 u[i] = GAMMA * (u[i] - V_TH * o[i]) + synapse(block, h)
                 o[i] = (u[i] >= V_TH).astype(np.float64)
-                l = spiking.index(i)
-                rec["x"][l].append(h)
-                rec["u"][l].append(u[i])
-                rec["o"][l].append(o[i])
+                layer_index = spiking.index(i)
+                rec["x"][layer_index].append(h)
+                rec["u"][layer_index].append(u[i])
+                rec["o"][layer_index].append(o[i])
                 h = o[i]
             elif block["kind"] == "maxpool":
                 h = max_pool(h)
@@ -243,9 +244,9 @@ def stllr_signals(blocks, readout, rec, t, targets):
     for i in reversed(range(len(blocks))):
         block, x = blocks[i], rec["block_inputs"][t][i]
         if block["kind"] in ("conv", "dense"):
-            l = spiking.index(i)
-            signals[l] = grad
-            grad = input_grad(block, grad * psi(rec["u"][l][t]), x)
+            layer_index = spiking.index(i)
+            signals[layer_index] = grad
+            grad = input_grad(block, grad * psi(rec["u"][layer_index][t]), x)
         elif block["kind"] == "maxpool":
             grad = max_pool_backward(x, grad)
         else:
@@ -258,7 +259,7 @@ def trace_rule(blocks, readout, x, labels, alpha_pre=1.0, alpha_post=1.0, t_l=0,
                lambda_pre=LAMBDA_PRE, lambda_post=LAMBDA_POST, signal="tess"):
     """Every quantity of TESS (``signal='tess'``) or S-TLLR (``'stllr'``).
 
-    Returns ``(rec, layers, readout_grads)``; ``layers[l]`` holds lists over
+    Returns ``(rec, layers, readout_grads)``; ``layers[layer_index]`` holds lists over
     t of q, h, psi, a, m, the per-step update dW_t, the basis B and the
     summed update dW (steps t >= t_l).
     """
@@ -269,9 +270,9 @@ def trace_rule(blocks, readout, x, labels, alpha_pre=1.0, alpha_post=1.0, t_l=0,
     if signal == "stllr":
         stllr = [stllr_signals(blocks, readout, rec, t, targets) for t in range(steps)]
     layers = []
-    for l, i in enumerate(rec["spiking"]):
+    for layer_index, i in enumerate(rec["spiking"]):
         block = blocks[i]
-        xs, us, os_ = rec["x"][l], rec["u"][l], rec["o"][l]
+        xs, us, os_ = rec["x"][layer_index], rec["u"][layer_index], rec["o"][layer_index]
         basis = square_wave_basis(num_classes, lsg_input(block, os_[0]).shape[1])
         q = np.zeros_like(xs[0])
         h = np.zeros_like(us[0])
@@ -285,11 +286,12 @@ def trace_rule(blocks, readout, x, labels, alpha_pre=1.0, alpha_post=1.0, t_l=0,
             if signal == "tess":
                 m = local_signal(block, os_[t], basis, targets)
             else:
-                m = stllr[t][l]
+                m = stllr[t][layer_index]
             dw_t = alpha_pre * filter_grad(block, q, m * psi(us[t])) + alpha_post * filter_grad(block, xs[t], m * h)
             if t >= t_l:
                 out["dW"] += dw_t
-            for key, value in (("q", q), ("h", h), ("psi", psi(us[t])), ("a", lsg_input(block, os_[t])), ("m", m), ("dW_t", dw_t)):
+            values = {"q": q, "h": h, "psi": psi(us[t]), "a": lsg_input(block, os_[t]), "m": m, "dW_t": dw_t}
+            for key, value in values.items():
                 out[key].append(value)
             u_prev = us[t]
         layers.append(out)

@@ -6,8 +6,7 @@ import pytest
 import tensorflow as tf
 
 import reference_snn as ref
-from conftest import NUM_CLASSES, reference_blocks
-from test_tess_reference import assert_close, check_meaningful, gradients_by_variable
+from conftest import NUM_CLASSES, assert_close, check_meaningful, gradients_by_variable, reference_blocks
 from tess_keras.layers import SpikingConv2D, SpikingDense
 from tess_keras.rules import BPTT, STLLR
 

@@ -59,7 +59,11 @@ def test_readout_config_round_trip():
 
 @pytest.mark.parametrize(
     "rule",
-    [rules.TESS(alpha_pre=0.5, alpha_post=-1, lambda_pre=0.3, lambda_post=0.4, t_l=2), rules.STLLR(alpha_post=0), rules.BPTT()],
+    [
+        rules.TESS(alpha_pre=0.5, alpha_post=-1, lambda_pre=0.3, lambda_post=0.4, t_l=2),
+        rules.STLLR(alpha_post=0),
+        rules.BPTT(),
+    ],
     ids=["tess", "stllr", "bptt"],
 )
 def test_rule_config_round_trip(rule):
@@ -79,7 +83,9 @@ class BatchRecorder(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize(
-    "rule", [rules.TESS(alpha_post=-1.0, t_l=1), rules.STLLR(alpha_post=0.0), rules.BPTT()], ids=["tess", "stllr", "bptt"]
+    "rule",
+    [rules.TESS(alpha_post=-1.0, t_l=1), rules.STLLR(alpha_post=0.0), rules.BPTT()],
+    ids=["tess", "stllr", "bptt"],
 )
 def test_fit_with_tf_data_then_keras_file_round_trip(make_net, tmp_path, rule):
     """A few training steps through model.fit (tf.data + callback), then a

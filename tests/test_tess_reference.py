@@ -12,35 +12,13 @@ import pytest
 import tensorflow as tf
 
 import reference_snn as ref
-from conftest import NUM_CLASSES, reference_blocks
+from conftest import NUM_CLASSES, assert_close, check_meaningful, gradients_by_variable, reference_blocks
 from tess_keras import neurons
 from tess_keras.layers import SpikingConv2D
 from tess_keras.rules import TESS
 from tess_keras.rules.lsg import local_learning_signal, square_wave_basis
 
 ARCHS = ["conv", "conv_odd", "dense"]
-
-
-def assert_close(actual, expected, what=""):
-    """float32 library against float64 reference, tolerance relative to the
-    quantity's own scale (learning signals are small numbers)."""
-    expected = np.asarray(expected, np.float64)
-    scale = float(np.abs(expected).max()) if expected.size else 0.0
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=1e-4, atol=1e-7 + 1e-5 * scale, err_msg=what)
-
-
-def gradients_by_variable(model, grads):
-    return {id(v): np.asarray(g, np.float64) for v, g in zip(model.trainable_variables, grads)}
-
-
-def check_meaningful(rec):
-    """The network must be in a regime where the test can fail: neurons fire
-    sometimes, psi is often non-zero, and no membrane sits so close to the
-    threshold that float32 and float64 could disagree about a spike."""
-    for u, o in zip(rec["u"], rec["o"]):
-        assert 0.05 < o.mean() < 0.95, o.mean()
-        assert (ref.psi(u) > 0).mean() > 0.3
-        assert np.abs(u - ref.V_TH).min() > 1e-5
 
 
 @pytest.mark.parametrize("num_classes,n", [(4, 16), (10, 36), (3, 5), (11, 64)])
@@ -93,18 +71,18 @@ def test_forward_quantities_and_learning_signal(make_net, arch):
         logits, states, records, features = model.forward_step(tf.constant(net.x[:, t]), states, kernels)
         assert_close(logits, rec["logits"][t], f"z[{t}]")
         assert_close(features, rec["features"][t], f"readout input[{t}]")
-        for l, (layer, record) in enumerate(zip(model.spiking_layers, records)):
+        for layer_index, (layer, record) in enumerate(zip(model.spiking_layers, records)):
             where = f"layer {layer.name} t={t}"
-            assert_close(record.inputs, rec["x"][l][t], f"x {where}")
-            assert_close(record.potential, rec["u"][l][t], f"u {where}")
-            np.testing.assert_array_equal(record.spikes.numpy(), rec["o"][l][t], f"o {where}")
-            assert_close(neurons.surrogate(record.potential, layer.v_th), layers[l]["psi"][t], f"psi {where}")
-            assert_close(layer.lsg_pool_spikes(record.spikes), layers[l]["a"][t], f"a {where}")
+            assert_close(record.inputs, rec["x"][layer_index][t], f"x {where}")
+            assert_close(record.potential, rec["u"][layer_index][t], f"u {where}")
+            np.testing.assert_array_equal(record.spikes.numpy(), rec["o"][layer_index][t], f"o {where}")
+            assert_close(neurons.surrogate(record.potential, layer.v_th), layers[layer_index]["psi"][t], f"psi {where}")
+            assert_close(layer.lsg_pool_spikes(record.spikes), layers[layer_index]["a"][t], f"a {where}")
             basis = square_wave_basis(NUM_CLASSES, layer.lsg_size)
-            assert_close(basis, layers[l]["B"], f"B {where}")
+            assert_close(basis, layers[layer_index]["B"], f"B {where}")
             signal = local_learning_signal(layer, record.spikes, tf.constant(basis), targets)
-            assert np.abs(layers[l]["m"][t]).max() > 0
-            assert_close(signal, layers[l]["m"][t], f"m {where}")
+            assert np.abs(layers[layer_index]["m"][t]).max() > 0
+            assert_close(signal, layers[layer_index]["m"][t], f"m {where}")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -154,19 +132,21 @@ def test_tess_traces_step_by_step(make_net, term):
     net = make_net("conv", seed=4, steps=steps)
     alpha_pre, alpha_post = (1.0, 0.0) if term == "pre" else (0.0, 1.0)
     blocks, readout = reference_blocks(net.model)
-    _, layers, _ = ref.trace_rule(blocks, readout, net.x.astype(np.float64), net.labels, alpha_pre, alpha_post)
+    rec, layers, _ = ref.trace_rule(blocks, readout, net.x.astype(np.float64), net.labels, alpha_pre, alpha_post)
+    check_meaningful(rec)
     summed = []
     for t_l in range(steps + 1):
         rule = TESS(alpha_pre=alpha_pre, alpha_post=alpha_post, t_l=t_l)
         grads, _, _ = rule.compute_gradients(net.model, tf.constant(net.x), tf.constant(net.labels))
         by_variable = gradients_by_variable(net.model, grads)
         summed.append([by_variable[id(layer.kernel)] for layer in net.model.spiking_layers])
-    for l, layer in enumerate(net.model.spiking_layers):
-        np.testing.assert_array_equal(summed[steps][l], 0.0)  # t_l = T: no hidden update at all
+    for layer_index, layer in enumerate(net.model.spiking_layers):
+        np.testing.assert_array_equal(summed[steps][layer_index], 0.0)  # t_l = T: no hidden update at all
         for t in range(steps):
-            expected = layers[l]["dW_t"][t]
+            expected = layers[layer_index]["dW_t"][t]
             assert np.abs(expected).max() > 1e-5
-            assert_close(summed[t][l] - summed[t + 1][l], expected, f"{term} term of {layer.name} at t={t}")
+            step_update = summed[t][layer_index] - summed[t + 1][layer_index]
+            assert_close(step_update, expected, f"{term} term of {layer.name} at t={t}")
 
 
 @pytest.mark.parametrize("arch", ["conv", "conv_odd"])
