@@ -295,6 +295,7 @@ def plot_learning_curves(path, history):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
@@ -302,6 +303,7 @@ def plot_learning_curves(path, history):
         axis.plot(epochs, [row[key] for row in history], marker="o", label="train")
         axis.plot(epochs, [row["val_" + key] for row in history], marker="o", label="validation")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()
