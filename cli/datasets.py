@@ -30,8 +30,8 @@ def datasets(
         else:
             missing += 1
             state = "[red]missing[/]"
-        layout = info.layout.replace("DATA_DIR", str(root))
-        table.add_row(name, str(info.time_steps), state, str(status.path), f"{layout}\n[dim]source: {info.source}[/]")
+        layout, source = (text.replace("DATA_DIR", str(root)) for text in (info.layout, info.source))
+        table.add_row(name, str(info.time_steps), state, str(status.path), f"{layout}\n[dim]source: {source}[/]")
     Console().print(table)
     if missing:
         console.print(f"{missing} dataset(s) missing; nothing is downloaded automatically. Put the files in the layout "

@@ -113,8 +113,9 @@ def missing_message(name, data_dir, what):
     """One paragraph: which dataset, what is wrong, the exact layout, where to get it."""
     info = INFO[name]
     layout = info.layout.replace("DATA_DIR", str(data_dir))
+    source = info.source.replace("DATA_DIR", str(data_dir))
     return (
-        f"Dataset {name!r}: {what}. Expected layout: {layout}. Obtain the files from {info.source}. "
+        f"Dataset {name!r}: {what}. Expected layout: {layout}. Obtain the files from {source}. "
         f"Nothing is downloaded automatically; point --data-dir (or $TESS_DATA_DIR) at the folder that holds them."
     )
 
@@ -260,6 +261,12 @@ def read_cifar_batches(name, source):
     return train, test
 
 
+EXPECTED_PATHS = {
+    "cifar10-dvs": "CIFAR10DVS", "dvs-gesture": "DVSGesture", "nmnist": "NMNIST", "shd": "SHD",
+    "cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz",
+}
+
+
 def _count_h5(path):
     import h5py
 
@@ -297,5 +304,5 @@ def scan(name, data_dir=None):
             count = sum(len(batch["data"]) for batch in train + test)
             return DatasetStatus(True, count, source)
     except DatasetError as error:
-        return DatasetStatus(False, None, data_dir, str(error))
+        return DatasetStatus(False, None, data_dir / EXPECTED_PATHS.get(name, ""), str(error))
     raise DatasetError(f"Unknown dataset {name!r}; choose one of {', '.join(INFO)}.")
