@@ -321,3 +321,25 @@ def test_on_device_learning_raises_held_out_accuracy(digits_engine):
     host = hostbuild.run_host(binary, spec, sets["learn_x"], sets["learn_y"], learn=True, frames=True)
     assert int(host["hashes"][-1]) == learner.state_hash()
     print(f"demo task golden accuracy {before:.3f} -> {after:.3f}")
+
+
+@pytest.mark.slow
+def test_digits_dvs_export_runs_event_frames(tmp_path):
+    """An event-frame network (digits-dvs, 24x24x2, T=6): every step has its own frame,
+    the TFLM model and the engine take them in turn, and the host build matches the
+    golden model (the export checks it). Untrained: this is about the pipeline."""
+    from tess_keras import data
+    from tess_keras.export import exporter
+
+    if "digits-dvs" not in data.LOADERS:
+        pytest.skip("digits-dvs loader not available")
+    run = untrained_run(tmp_path / "dvs", input_shape=(24, 24, 2), dataset="digits-dvs", time_steps=6)
+    report = exporter.export(run, tmp_path / "out", target="cortex-m7", demo_learn=8, demo_test=8, demo_epochs=1,
+                             evaluate=24, representative=12)
+    assert report["board"] == "mps2-an500" and report["time_steps"] == 6
+    assert report["input_shape"] == [24, 24, 2] and report["host_bit_exact"] is True
+    assert report["demo"]["task"].endswith("(upside down)")
+    assert 0.0 <= report["tflm_accuracy"] <= 1.0 and report["engine_tflm_agreement"] > 0.5
+    header = (tmp_path / "out" / "demo_data.h").read_text()
+    assert f"#define TESS_DEMO_SAMPLE_SIZE {6 * 24 * 24 * 2}" in header
+    assert "#define TESS_TIME_STEPS 6" in (tmp_path / "out" / "tess_engine.h").read_text()
