@@ -85,9 +85,9 @@ def _check_events(events, path, width, height=None):
     """Reject empty recordings and out-of-sensor addresses; sort by time if needed."""
     if len(events) == 0:
         raise DatasetError(f"{path} contains no events; the file is truncated or corrupt. Replace it with the original file.")
-    bad = events["x"] >= width
+    bad = (events["x"] < 0) | (events["x"] >= width)
     if height is not None:
-        bad |= events["y"] >= height
+        bad |= (events["y"] < 0) | (events["y"] >= height)
     if bad.any():
         raise DatasetError(f"{path} has events outside the {width}x{height or 1} sensor; the file is corrupt "
                            "or from another dataset. Replace it with the original file.")
