@@ -98,6 +98,7 @@ def _measure(model, input_shape, classes, steps, alpha_post, batch_size):
 
 
 def _print_report(report):
+    from tess_keras import profile as cost
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -126,7 +127,7 @@ def _print_report(report):
     out.print(f"forward MACs per sample over T={steps}: {report['forward_macs']:,} ({_millions(report['forward_macs'])})")
     out.print("MACs in millions truncated to two decimals, as the paper prints them (exact integers: --json).")
 
-    rules = report["rules"]
+    rules = {rule: report[rule] for rule in cost.RULE_NAMES}
     paper = report.get("paper")
     costs = Table(
         title=f"Credit assignment MACs and training memory (fp32) per sample, TESS α_post={report['alpha_post']:g}",

@@ -56,7 +56,7 @@ class RichReporter:
     def batch(self, epoch, step, steps, logs, samples_per_second, eta_seconds):
         self.rate = samples_per_second
         stats = (
-            f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  {samples_per_second:.0f} samples/s  "
+            f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  lr {logs['lr']:.3g}  {samples_per_second:.0f} samples/s  "
             f"ETA {_format_seconds(eta_seconds)}"
         )
         if self.task is None:

@@ -136,9 +136,10 @@ def profile(model_name, input_shape, num_classes, time_steps, alpha_post=1.0, t_
 
     Returns:
         dict with ``model``, ``input_shape``, ``num_classes``,
-        ``time_steps``, ``layers`` (list of dicts), ``forward_macs`` (per
-        sample over T), ``neurons``, ``params`` and ``rules`` (see
-        ``cost_model``).
+        ``time_steps``, ``alpha_post``, ``layers`` (list of dicts),
+        ``forward_macs`` (per sample over T), ``neurons``, ``params`` and,
+        under each rule's name (``bptt``, ``stllr``, ``tess``), its
+        ``credit_assignment_macs`` and ``training_memory`` (see ``cost_model``).
     """
     from tess_keras import models
 
@@ -154,5 +155,5 @@ def profile(model_name, input_shape, num_classes, time_steps, alpha_post=1.0, t_
         "neurons": sum(layer.neurons for layer in layers),
         "params": sum(layer.params for layer in layers),
         "forward_macs": time_steps * sum(layer.forward_macs for layer in layers),
-        "rules": cost_model(layers, time_steps, num_classes, alpha_post, t_l),
+        **cost_model(layers, time_steps, num_classes, alpha_post, t_l),
     }

@@ -395,7 +395,9 @@ class Reporter:
         """Called once, before the first (or resumed) epoch."""
 
     def batch(self, epoch, step, steps, logs, samples_per_second, eta_seconds):
-        """After each training batch. ``epoch`` and ``step`` are 1-based."""
+        """After each training batch. ``epoch`` and ``step`` are 1-based;
+        ``logs`` holds the epoch's running ``loss`` and ``accuracy`` and the
+        current ``lr``."""
 
     def epoch_end(self, row, eta_seconds):
         """After each epoch with its ``METRIC_COLUMNS`` row."""
@@ -570,7 +572,7 @@ def train(config, reporter=None, resume=False):
                 rate = samples / elapsed if elapsed > 0 else 0.0
                 per_batch = elapsed / (step - start_batch)
                 eta = (steps - step) * per_batch + _mean_epoch(epoch_times, steps * per_batch) * (config.epochs - epoch - 1)
-                reporter.batch(epoch + 1, step, steps, logs, rate, eta)
+                reporter.batch(epoch + 1, step, steps, {**logs, "lr": lr}, rate, eta)
                 if interrupt.raised and step < steps:
                     state.batches_done = step
                     state.partial_seconds = seconds_before + time.perf_counter() - started
