@@ -14,6 +14,8 @@ common to every sample), then binned into T frames of 300 ms / T by tonic's
 ``ToFrame`` and cached like the other event datasets.
 """
 
+import hashlib
+
 import numpy as np
 
 from tess_keras.data.base import DatasetSplits, resolve_data_dir
@@ -153,7 +155,10 @@ def load_digits_dvs(data_dir=None, time_steps=6, seed=0, size=SENSOR):
     images, labels = _digits()
     order = np.random.default_rng(seed).permutation(len(labels))
     train, test = order[:TRAIN_SIZE], order[TRAIN_SIZE:]
-    cache = FrameCache(data_dir, "digits-dvs", {"T": time_steps, "size": size, "seed": seed}, [])
+    # The simulator's constants are part of the key, so changing them regenerates the cache.
+    simulator = (SENSOR, IMAGE, STEP_US, CONTRAST_THRESHOLD, THRESHOLD_MISMATCH, NOISE_RATE_HZ, BACKGROUND)
+    cache = FrameCache(data_dir, "digits-dvs", {"T": time_steps, "size": size, "seed": seed,
+                                                "sim": hashlib.sha1(repr(simulator).encode()).hexdigest()[:8]}, [])
     arrays = cache.load()
     if arrays is None:
         window = DURATION_US / time_steps
