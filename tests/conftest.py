@@ -9,32 +9,34 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import keras  # noqa: E402
 
 import reference_snn as ref  # noqa: E402
-from tess_keras.layers import Readout, SpikingConv2D, SpikingDense  # noqa: E402
-from tess_keras.models import SpikingSequential  # noqa: E402
 
 NUM_CLASSES = 4
 
-# name -> (per-step input shape, input kind, hidden layers)
-ARCHITECTURES = {
-    # Conv -> max-pool -> dense: the dense layer's q trace sees pooled spikes.
-    "conv": ((6, 6, 2), "spikes", lambda ws: [
-        SpikingConv2D(4, 3, lsg_pool=2, weight_standardization=ws, name="conv_a"),
-        keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
-        SpikingDense(5, weight_standardization=ws, name="dense_b")]),
-    # 5x5 maps: adaptive-pool windows overlap (5 -> 2 and 5 -> 3).
-    "conv_odd": ((5, 5, 2), "analog", lambda ws: [
-        SpikingConv2D(4, 3, lsg_pool=2, weight_standardization=ws, name="conv_a"),
-        SpikingConv2D(3, 3, lsg_pool=3, weight_standardization=ws, name="conv_b"),
-        keras.layers.MaxPooling2D(2), keras.layers.Flatten()]),
-    "dense": ((7,), "analog", lambda ws: [
-        SpikingDense(5, weight_standardization=ws, name="dense_a"),
-        SpikingDense(4, weight_standardization=ws, name="dense_b")]),
-}
+
+def architectures(ws):
+    """name -> (per-step input shape, input kind, hidden layers)."""
+    import keras
+
+    from tess_keras.layers import SpikingConv2D, SpikingDense
+
+    return {
+        # Conv -> max-pool -> dense: the dense layer's q trace sees pooled spikes.
+        "conv": ((6, 6, 2), "spikes", [
+            SpikingConv2D(4, 3, lsg_pool=2, weight_standardization=ws, name="conv_a"),
+            keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+            SpikingDense(5, weight_standardization=ws, name="dense_b")]),
+        # 5x5 maps: adaptive-pool windows overlap (5 -> 2 and 5 -> 3).
+        "conv_odd": ((5, 5, 2), "analog", [
+            SpikingConv2D(4, 3, lsg_pool=2, weight_standardization=ws, name="conv_a"),
+            SpikingConv2D(3, 3, lsg_pool=3, weight_standardization=ws, name="conv_b"),
+            keras.layers.MaxPooling2D(2), keras.layers.Flatten()]),
+        "dense": ((7,), "analog", [
+            SpikingDense(5, weight_standardization=ws, name="dense_a"),
+            SpikingDense(4, weight_standardization=ws, name="dense_b")]),
+    }
+
 
 Net = collections.namedtuple("Net", ["model", "x", "labels"])
 
@@ -42,9 +44,12 @@ Net = collections.namedtuple("Net", ["model", "x", "labels"])
 def build_net(arch, rule="tess", ws=False, seed=0, batch=3, steps=4):
     """A built SpikingSequential with weights scaled so that neurons fire
     sometimes and sit inside psi's support often, and matching inputs."""
-    input_shape, input_kind, hidden = ARCHITECTURES[arch]
+    from tess_keras.layers import Readout
+    from tess_keras.models import SpikingSequential
+
+    input_shape, input_kind, hidden = architectures(ws)[arch]
     rng = np.random.default_rng(seed)
-    model = SpikingSequential(hidden(ws) + [Readout(NUM_CLASSES, name="readout")], rule=rule)
+    model = SpikingSequential(hidden + [Readout(NUM_CLASSES, name="readout")], rule=rule)
     model.build((None, steps) + input_shape)
     for layer in model.spiking_layers:
         fan_in = int(np.prod(layer.kernel.shape[:-1]))
@@ -63,6 +68,10 @@ def build_net(arch, rule="tess", ws=False, seed=0, batch=3, steps=4):
 def reference_blocks(model):
     """The model's blocks and readout as NumPy float64 arrays for reference_snn
     (weight standardisation applied with the reference's own formula)."""
+    import keras
+
+    from tess_keras.layers import SpikingConv2D, SpikingDense
+
     blocks = []
     for layer in model.blocks[:-1]:
         if isinstance(layer, (SpikingConv2D, SpikingDense)):
