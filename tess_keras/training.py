@@ -136,7 +136,7 @@ def read_config_file(path):
             value = float(value)
         expected = {"str": str, "int": int, "float": float, "bool": bool}[kind]
         if not isinstance(value, expected) or (isinstance(value, bool) and kind != "bool"):
-            wanted = {"str": "a string", "int": "an integer", "float": "a number"}[kind]
+            wanted = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}[kind]
             raise ConfigError(f"config file {path}: {key} must be {wanted}, got {value!r}.")
         options[name] = value
     return options
