@@ -84,9 +84,10 @@ def eval_command(
     batch_size: Optional[int] = typer.Option(None, help="Samples per batch (default: the run's)."),
     limit_test: Optional[int] = typer.Option(None, rich_help_panel="Advanced", help="Use only the first N test samples."),
 ):
-    """Accuracy, per-class accuracy, confusion matrix (also RUN_DIR/confusion.png)
-    and the average spike rate of each layer on the test split; writes
-    RUN_DIR/eval.json."""
+    """Accuracy, per-class accuracy, confusion matrix and spike rate per layer on the test split.
+
+    Also writes RUN_DIR/confusion.png and RUN_DIR/eval.json.
+    """
     from tess_keras import training
 
     try:

@@ -34,8 +34,7 @@ def tool_version(name):
 
 @app.command()
 def info():
-    """Versions of Python, TensorFlow, Keras and tonic; GPUs TensorFlow sees;
-    whether the arm-none-eabi toolchain and QEMU are installed."""
+    """Versions of Python, TensorFlow, Keras, tonic; GPUs seen; arm-none-eabi-gcc and QEMU."""
     from rich.console import Console
     from rich.table import Table
 

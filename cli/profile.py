@@ -41,11 +41,10 @@ def profile(
     measure: bool = typer.Option(False, help="Also measure the peak memory of one compiled train step per rule."),
     batch_size: int = typer.Option(1, help="Batch size of the measured train step (--measure)."),
 ):
-    """Per-layer neurons, parameters and forward MACs, and the paper's cost
-    model (credit-assignment MACs, training memory) for BPTT, S-TLLR and TESS.
+    """Per-layer sizes and the paper's cost model (credit-assignment MACs, memory) per rule.
 
-    Needs no dataset files: shapes come from the recipe. MAC figures are also
-    printed as the paper does (millions truncated to two decimals).
+    Neurons, parameters and forward MACs of every layer, then BPTT, S-TLLR and TESS per sample, with the
+    paper's figures beside them for its four recipes. Needs no dataset files: shapes come from the recipe.
     """
     from tess_keras.recipes import get_recipe
 

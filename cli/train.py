@@ -133,13 +133,12 @@ def train(
         None, "--jit/--no-jit", rich_help_panel=ADVANCED, help="Compile the learning rule with XLA (default off)."
     ),
 ):
-    """Train a spiking network and write RUN_DIR: metrics.csv, summary.json,
-    model.keras, learning_curves.png, TensorBoard logs/ and checkpoint.npz.
+    """Train a spiking network with checkpoints, exact resume and plots.
 
-    Options not given come from the dataset's recipe (the paper's, TESS_SPEC
-    §4), then from --config. A checkpoint is written after every epoch and
-    on Ctrl-C; `tess train --resume RUN_DIR` continues exactly (only --epochs
-    and --data-dir may change).
+    Writes RUN_DIR: metrics.csv, summary.json, model.keras, learning_curves.png, TensorBoard logs/ and
+    checkpoint.npz. Options not given come from the dataset's recipe (the paper's), then from --config.
+    A checkpoint is written after every epoch and on Ctrl-C; `tess train --resume RUN_DIR` continues
+    exactly where it stopped (only --epochs and --data-dir may change).
     """
     from tess_keras import data, training
 
