@@ -39,6 +39,9 @@ import os
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# Strategies made in this process, by (name, devices): two strategies over
+# the same devices would hand out clashing collective-op keys.
+_strategies = {}
 
 
 class DistributeError(ValueError):
@@ -101,7 +104,8 @@ def make_strategy(name, devices=None):
     """A ``tf.distribute.Strategy`` by name.
 
     Create it before running any other TensorFlow op in the process
-    (``multi-worker`` starts this worker's collective-ops server).
+    (``multi-worker`` starts this worker's collective-ops server). Asking
+    again for the same strategy returns the same object.
 
     Args:
         name: ``default``, ``mirrored`` or ``multi-worker``.
@@ -119,9 +123,15 @@ def make_strategy(name, devices=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=devices or local_devices())
-    read_tf_config()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+        key = (name, tuple(devices or local_devices()))
+        if key not in _strategies:
+            _strategies[key] = tf.distribute.MirroredStrategy(devices=list(key[1]))
+    else:
+        read_tf_config()
+        key = (name,)  # a process joins one cluster only
+        if key not in _strategies:
+            _strategies[key] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _strategies[key]
 
 
 def worker_info(strategy):
@@ -228,6 +238,8 @@ def make_train_step(model, strategy, jit_compile=False):
     import keras
     import tensorflow as tf
 
+    # The steps hold no Python control flow on tensors: no AutoGraph needed.
+    @tf.autograph.experimental.do_not_convert
     def gradients(inputs, labels):
         return model.rule.compute_gradients(model, inputs, labels)
 
@@ -235,6 +247,7 @@ def make_train_step(model, strategy, jit_compile=False):
         gradients = tf.function(gradients, jit_compile=True, reduce_retracing=True)
     loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
 
+    @tf.autograph.experimental.do_not_convert
     def replica_step(inputs, labels):
         grads, cross_entropy_sum, logits_sum = gradients(inputs, labels)
         if loss_scaled:
@@ -244,6 +257,7 @@ def make_train_step(model, strategy, jit_compile=False):
         return tf.shape(labels)[0]
 
     @tf.function(reduce_retracing=True)
+    @tf.autograph.experimental.do_not_convert
     def step(batch):
         sizes = strategy.run(replica_step, args=tuple(batch[:2]))
         logs = {metric.name: metric.result() for metric in model.metrics}
@@ -258,6 +272,7 @@ def make_test_step(model, strategy, jit_compile=False):
     model's metrics; read them with ``metric.result()`` afterwards)."""
     import tensorflow as tf
 
+    @tf.autograph.experimental.do_not_convert
     def replica_step(inputs, labels):
         logits_sum, cross_entropy_sum, _ = model.run_sequence(inputs, labels)
         model._update_metrics(cross_entropy_sum, labels, logits_sum, inputs)
@@ -267,6 +282,7 @@ def make_test_step(model, strategy, jit_compile=False):
         replica_step = tf.function(replica_step, jit_compile=True, reduce_retracing=True)
 
     @tf.function(reduce_retracing=True)
+    @tf.autograph.experimental.do_not_convert
     def step(batch):
         sizes = strategy.run(replica_step, args=tuple(batch[:2]))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, sizes, axis=None)
