@@ -13,6 +13,7 @@ Usage:
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,19 +45,26 @@ def measure(out_dir, boards, timeout=600, dense=True):
     table = load_boards()
     rows = []
     for board in boards:
-        firmware = build(out_dir, board)
+        try:
+            firmware = build(out_dir, board)
+        except FirmwareError as error:  # e.g. the network does not fit this board's RAM
+            overflow = re.search(r"region `(\w+)' overflowed by (\d+) bytes", str(error))
+            reason = f"{overflow.group(1)} overflowed by {overflow.group(2)} B" if overflow else str(error)
+            rows.append({"board": board, "target": table[board]["target"], "error": reason})
+            continue
         row = {"board": board, "target": table[board]["target"], **firmware.sizes}
         row["static_ram_bytes"] = firmware.sizes["ram_bytes"] - reserved_stack(firmware.executable)
         if "qemu_machine" in table[board]:
             summary = simulate(out_dir, board, timeout=timeout)
             result = summary["result"]
             if dense:  # a second firmware that also links the dense reference forward
-                dense_result = simulate(out_dir, board, timeout=timeout, compare_with_host=False, dense_reference=True)["result"]
+                dense_summary = simulate(out_dir, board, timeout=timeout, compare_with_host=False, dense_reference=True)
+                dense_result = dense_summary["result"]
                 result["dense_forward_per_step"] = dense_result["dense_forward_per_step"]
                 result["dense_identical_samples"] = dense_result["dense_identical_samples"]
             for key in (
                 "accuracy_before", "accuracy_after", "samples_seen", "forward_per_step", "learn_per_step",
-                "update_per_call", "dense_forward_per_step", "dense_identical_samples", "stack_bytes",
+                "update_per_call", "dense_forward_per_step", "dense_identical_samples", "spike_rate", "stack_bytes",
             ):
                 row[key] = result.get(key)
             row["bit_exact_with_host"] = summary["bit_exact_with_host"]
@@ -74,6 +82,9 @@ def markdown(rows):
         "|---|---|---:|---:|---:|",
     ]
     for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['board']} | {row['target']} | does not link: {row['error']} | | |")
+            continue
         lines.append(
             f"| {row['board']} | {row['target']} | {row['flash_bytes']} / {row['flash_limit']} | "
             f"{row['ram_bytes']} / {row['ram_limit']} | {row['static_ram_bytes']} |"
@@ -83,8 +94,8 @@ def markdown(rows):
         lines += [
             "",
             "| board | forward / step | learning step | update / call | dense forward / step | dense ÷ event "
-            "| learning RAM (B) | accuracy before → after | bit exact |",
-            "|---|---:|---:|---:|---:|---:|---:|---|---|",
+            "| spike rate | learning RAM (B) | accuracy before → after | bit exact |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for row in simulated:
             dense = row.get("dense_forward_per_step")
@@ -92,7 +103,7 @@ def markdown(rows):
             lines.append(
                 f"| {row['board']} | {row['forward_per_step']:.0f} | {row['learn_per_step']:.0f} | "
                 f"{row['update_per_call']:.0f} | {'' if dense is None else f'{dense:.0f}'} | "
-                f"{'' if ratio is None else f'{ratio:.2f}x'} | {row['learning_ram_bytes']} | "
+                f"{'' if ratio is None else f'{ratio:.2f}x'} | {row['spike_rate']:.3f} | {row['learning_ram_bytes']} | "
                 f"{row['accuracy_before']:.3f} → {row['accuracy_after']:.3f} | {row['bit_exact_with_host']} |"
             )
     return "\n".join(lines)

@@ -124,6 +124,32 @@ void hash_logits(const int32_t *logits) {
     }
 }
 
+// Spikes and neuron-steps of every spiking layer ("<layer>.o" buffers of the
+// engine) during the first held-out pass: the rate the event-driven forward sees.
+uint64_t spike_count = 0;
+uint64_t neuron_steps = 0;
+bool count_spikes = false;
+
+void record_spikes(void) {
+    const tess_buffer_t *buffers = nullptr;
+    const uint32_t count = tess_buffers(&buffers);
+    for (uint32_t b = 0; b < count; ++b) {
+        const char *name = buffers[b].name;
+        uint32_t length = 0;
+        while (name[length] != '\0') {
+            ++length;
+        }
+        if (length < 2 || name[length - 2] != '.' || name[length - 1] != 'o' || buffers[b].elem_bytes != 1) {
+            continue;
+        }
+        const uint8_t *spikes = static_cast<const uint8_t *>(buffers[b].data);
+        for (uint32_t i = 0; i < buffers[b].count; ++i) {
+            spike_count += spikes[i];
+        }
+        neuron_steps += buffers[b].count;
+    }
+}
+
 // Runs one sample through the network; with label >= 0 it also learns.
 int32_t run_sample(const int8_t *sample, int32_t label) {
     tess_reset();
@@ -131,6 +157,9 @@ int32_t run_sample(const int8_t *sample, int32_t label) {
         const uint64_t start = tess_platform_ticks();
         tess_step(sample + t * TESS_INPUT_SIZE, label);
         const uint64_t elapsed = tess_platform_ticks() - start;
+        if (count_spikes) {
+            record_spikes();  // outside the timed region
+        }
         if (label >= 0) {
             counters.learn_ticks += elapsed;
             ++counters.learn_steps;
@@ -265,7 +294,9 @@ int main(void) {
     tess_platform_init();
     tess_platform_write("tess demo: held-out accuracy, on-device learning, held-out accuracy\n");
 
+    count_spikes = true;
     const int32_t correct_before = evaluate(false);
+    count_spikes = false;
 #if defined(TESS_WITH_DENSE_REFERENCE)
     const int32_t dense_identical = compare_with_dense_reference();
 #endif
@@ -296,6 +327,7 @@ int main(void) {
         line.integer("calibration_loop", static_cast<int64_t>(2u * kCalibrationLoops));
         line.integer("calibration_measured", static_cast<int64_t>(tess_platform_ticks_to_units(calibration_ticks())));
     }
+    line.ratio("spike_rate", spike_count, neuron_steps);
     line.hex("state_hash", tess_state_hash());
     line.hex("logits_hash", logits_hash);
     line.integer("logits_sum", logits_sum);

@@ -10,6 +10,7 @@ int8_t hidden_weights[kHidden][TESS_INPUT_SIZE];
 int16_t readout_weights[TESS_NUM_CLASSES][kHidden];
 int32_t readout_update[TESS_NUM_CLASSES][kHidden];
 int32_t membrane[kHidden];
+uint8_t hidden_spikes[kHidden];
 int32_t logits_sum[TESS_NUM_CLASSES];
 bool initialised = false;
 
@@ -46,7 +47,7 @@ void tess_reset(void) {
 }
 
 void tess_step(const int8_t *input, int32_t label) {
-    uint8_t spikes[kHidden];
+    uint8_t *spikes = hidden_spikes;
     for (int i = 0; i < kHidden; ++i) {
         int32_t current = 0;
         for (int j = 0; j < TESS_INPUT_SIZE; ++j) {
@@ -118,4 +119,13 @@ uint32_t tess_state_hash(void) {
         }
     }
     return hash;
+}
+
+uint32_t tess_buffers(const tess_buffer_t **table) {
+    static const tess_buffer_t buffers[] = {
+        {"hidden.u", membrane, kHidden, 4},
+        {"hidden.o", hidden_spikes, kHidden, 1},
+    };
+    *table = buffers;
+    return sizeof(buffers) / sizeof(buffers[0]);
 }

@@ -25,6 +25,15 @@ int32_t tess_predict(void);                             // argmax of the logits 
 const int32_t *tess_logits(void);                       // those summed logits
 uint32_t tess_state_hash(void);                         // FNV-1a over the learnable weights
 
+// Named internal buffers, as in the generated engine ("hidden.o": spikes).
+typedef struct {
+    const char *name;
+    const void *data;
+    uint32_t count;      // elements
+    uint8_t elem_bytes;  // 1, 2 or 4
+} tess_buffer_t;
+uint32_t tess_buffers(const tess_buffer_t **table);
+
 #ifdef __cplusplus
 }
 #endif
