@@ -170,3 +170,50 @@ def test_info_lists_versions_and_tools():
     text = result.stdout
     for expected in ("Python", tf.__version__, keras.__version__, "tonic", "GPUs", "arm-none-eabi-gcc", "qemu-system-arm"):
         assert expected in text, expected
+
+
+def test_checkpoint_round_trip(tmp_path):
+    """Weights, Adam state (moments, iteration, learning rate), the
+    scheduler's state, the history and mid-epoch running metrics all come
+    back from checkpoint.npz into a freshly built model."""
+    import keras
+    import numpy as np
+
+    from tess_keras import models
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        model = models.build_model("mcu", (8, 8, 1), 10, "tess")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    model = build(1)
+    for variable in model.optimizer.variables:
+        variable.assign(np.random.default_rng(0).normal(size=variable.shape).astype(variable.dtype))
+    model.optimizer.iterations.assign(17)
+    model.optimizer.learning_rate.assign(2.5e-4)
+    row = dict(epoch=1, loss=2.0, accuracy=0.2, val_loss=2.1, val_accuracy=0.25, lr=1e-3, seconds=3.0)
+    state = training.TrainingState(epochs_done=1, batches_done=7, partial_seconds=1.5, history=[row],
+                                   scheduler={"best": 2.1, "wait": 3, "cooldown_counter": 0})
+    path = tmp_path / training.CHECKPOINT
+    training.save_checkpoint(path, model, state, [np.float32(4.0), np.float32(8.0)])
+    assert not list(tmp_path.glob("*.tmp"))
+
+    restored = build(2)
+    assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), restored.get_weights()))
+    loaded, metric_values = training.load_checkpoint(path, restored)
+    for a, b in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(restored.optimizer.iterations.numpy()) == 17
+    assert float(restored.optimizer.learning_rate.numpy()) == np.float32(2.5e-4)
+    assert loaded.as_dict() == state.as_dict()
+    assert [float(v) for v in metric_values] == [4.0, 8.0]
+
+    other = models.build_model("mcu", (16, 16, 2), 10, "tess")
+    other.compile(optimizer=keras.optimizers.Adam(1e-3))
+    other.optimizer.build(other.trainable_variables)
+    with pytest.raises(training.ConfigError, match="does not match the model"):
+        training.load_checkpoint(path, other)
