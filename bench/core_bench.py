@@ -74,16 +74,16 @@ def run(batch_size, timed_steps, time_steps=TIME_STEPS):
     net = conv_net()
     plan = [(label, steps, rules.get(name, **kwargs)) for steps in time_steps for label, name, kwargs in RULES]
     jobs = [
-        dict(
-            rule=rule,
-            time_steps=steps,
-            batch_size=batch_size,
-            input_shape=INPUT_SHAPE,
-            num_classes=NUM_CLASSES,
-            model=net,
-            timed_steps=timed_steps,
-            device="cpu",
-        )
+        {
+            "rule": rule,
+            "time_steps": steps,
+            "batch_size": batch_size,
+            "input_shape": INPUT_SHAPE,
+            "num_classes": NUM_CLASSES,
+            "model": net,
+            "timed_steps": timed_steps,
+            "device": "cpu",
+        }
         for _, steps, rule in plan
     ]
     measurements = profile_train_steps(jobs, timeout=3600)
@@ -171,7 +171,7 @@ def plot(rows, path):
     figure, (memory_axis, speed_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
     for label, _, _ in RULES:
         by_t = {row["time_steps"]: row for row in rows if row["rule"] == label}
-        style = dict(marker="o", linestyle="--" if label == "BPTT" else "-", label=label)
+        style = {"marker": "o", "linestyle": "--" if label == "BPTT" else "-", "label": label}
         memory_axis.plot(steps, [by_t[t]["peak_mib"] for t in steps], **style)
         speed_axis.plot(steps, [by_t[t]["samples_per_cpu_s"] for t in steps], **style)
     batch = rows[0]["batch_size"]

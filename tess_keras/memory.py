@@ -24,6 +24,7 @@ configuration. Linux only (``/proc`` and ``fork``).
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -159,24 +160,29 @@ def profile_train_steps(jobs, timeout=600):
 def _run_server(specs, extra_env, timeout):
     """Run the fork server (``python -m tess_keras.memory``) on ``specs``."""
     env = {**os.environ, **extra_env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # Own session, so a timeout stops the server and the child it forked.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tess_keras.memory"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "tess_keras.memory"],
-            input="".join(json.dumps(spec) + "\n" for spec in specs),
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-        )
+        stdout, stderr = server.communicate("".join(json.dumps(spec) + "\n" for spec in specs), timeout=timeout)
     except subprocess.TimeoutExpired as error:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.communicate()
         raise MeasurementError(f"Measuring took longer than {timeout} s; use fewer or smaller configurations.") from error
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or len(lines) != len(specs):
-        raise MeasurementError(f"The measuring process failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if server.returncode != 0 or len(lines) != len(specs):
+        raise MeasurementError(f"The measuring process failed (exit {server.returncode}):\n{stderr[-3000:]}")
     records = [json.loads(line) for line in lines]
     for record in records:
         if "error" in record:
-            raise MeasurementError(f"Measuring {record['job']} failed:\n{record['error']}")
+            raise MeasurementError(f"Measuring {record['job']} failed: {record['error']}")
     return records
 
 
@@ -223,16 +229,16 @@ def measure_train_step(
     Example:
         >>> measure_train_step("bptt", 20, 16, (32, 32, 2)) / 2**20   # MiB
     """
-    job = dict(
-        rule=rule,
-        time_steps=time_steps,
-        batch_size=batch_size,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        model=model,
-        device=device,
-        seed=seed,
-    )
+    job = {
+        "rule": rule,
+        "time_steps": time_steps,
+        "batch_size": batch_size,
+        "input_shape": input_shape,
+        "num_classes": num_classes,
+        "model": model,
+        "device": device,
+        "seed": seed,
+    }
     return profile_train_steps([job], timeout=timeout)[0].peak_bytes
 
 
@@ -360,8 +366,9 @@ def _serve():
             os.close(read_end)
             try:
                 record = _measure(spec)
-            except BaseException:  # reported to the parent, which raises
-                record = {"job": f"{spec['rule']['name']} T={spec['time_steps']}", "error": traceback.format_exc()}
+            except BaseException as error:  # noqa: BLE001 (reported to the parent, which raises)
+                traceback.print_exc()  # the full story goes to the server's stderr
+                record = {"job": f"{spec['rule']['name']} T={spec['time_steps']}", "error": f"{type(error).__name__}: {error}"}
             with os.fdopen(write_end, "w") as out:
                 out.write(json.dumps(record))
             os._exit(0)

@@ -30,7 +30,7 @@ def conv_net():
 def test_tess_step_memory_is_flat_in_time_while_bptt_grows():
     net = conv_net()
     jobs = [
-        dict(rule=rule, time_steps=steps, batch_size=BATCH, input_shape=INPUT_SHAPE, model=net)
+        {"rule": rule, "time_steps": steps, "batch_size": BATCH, "input_shape": INPUT_SHAPE, "model": net}
         for rule in ("tess", "bptt")
         for steps in (5, 40)
     ]
@@ -61,13 +61,13 @@ def test_throughput_uses_the_median_step():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(time_steps=0), "time_steps"),
-        (dict(device="tpu"), "device"),
-        (dict(rule="sgd"), "Unknown learning rule"),
-        (dict(model="resnet"), "Unknown model"),
+        ({"time_steps": 0}, "time_steps"),
+        ({"device": "tpu"}, "device"),
+        ({"rule": "sgd"}, "Unknown learning rule"),
+        ({"model": "resnet"}, "Unknown model"),
     ],
 )
 def test_bad_arguments_are_rejected_before_any_process_starts(kwargs, message):
-    arguments = {**dict(rule="tess", time_steps=5, batch_size=4, input_shape=(8, 8, 1)), **kwargs}
+    arguments = {"rule": "tess", "time_steps": 5, "batch_size": 4, "input_shape": (8, 8, 1), **kwargs}
     with pytest.raises(ValueError, match=message):
         measure_train_step(**arguments)
