@@ -190,6 +190,9 @@ def export(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 is not what a project directory wants
     try:
         codegen.write_engine(spec, tmp, source=str(Path(run_dir) / "model.keras"))
         tflm.write_model_data(model_bytes, tmp)
