@@ -126,7 +126,7 @@ def _job(rule, time_steps, batch_size, input_shape, num_classes, model, timed_st
     }
 
 
-def profile_train_steps(jobs, timeout=600):
+def profile_train_steps(jobs, timeout=600, workers=1):
     """Measure several configurations, each in its own fresh process.
 
     The processes start with ``MALLOC_ENV`` so the memory number follows
@@ -141,6 +141,9 @@ def profile_train_steps(jobs, timeout=600):
             optionally ``num_classes``, ``model``, ``timed_steps``,
             ``device``, ``seed``).
         timeout: seconds allowed for all of them together.
+        workers: configurations measured at the same time (each still in
+            its own process, so memory numbers are unaffected; keep 1 when
+            timing steps, as parallel runs share the cores).
 
     Returns:
         One ``StepMeasurement`` per job, in order.
@@ -154,10 +157,10 @@ def profile_train_steps(jobs, timeout=600):
         return []
     if not os.path.exists("/proc/self/clear_refs"):
         raise MeasurementError("Measuring memory needs Linux (/proc/self/clear_refs); this system has none.")
-    return [StepMeasurement(**record) for record in _run_server(specs, MALLOC_ENV, timeout)]
+    return [StepMeasurement(**record) for record in _run_server(specs, MALLOC_ENV, timeout, workers)]
 
 
-def _run_server(specs, extra_env, timeout):
+def _run_server(specs, extra_env, timeout, workers):
     """Run the fork server (``python -m tess_keras.memory``) on ``specs``."""
     env = {**os.environ, **extra_env, "TF_CPP_MIN_LOG_LEVEL": "2"}
     # Own session, so a timeout stops the server and the child it forked.
@@ -171,7 +174,8 @@ def _run_server(specs, extra_env, timeout):
         start_new_session=True,
     )
     try:
-        stdout, stderr = server.communicate("".join(json.dumps(spec) + "\n" for spec in specs), timeout=timeout)
+        request = "".join(json.dumps(item) + "\n" for item in [workers, *specs])
+        stdout, stderr = server.communicate(request, timeout=timeout)
     except subprocess.TimeoutExpired as error:
         os.killpg(server.pid, signal.SIGKILL)
         server.communicate()
@@ -349,8 +353,9 @@ def _measure(spec):
 
 
 def _serve():
-    """Read one JSON job per stdin line; fork a fresh child for each; print
-    one JSON result line per job, in order."""
+    """Read the number of parallel workers, then one JSON job per stdin
+    line; fork a fresh child for each; print one JSON result line per job,
+    in order."""
     import traceback
 
     import keras  # noqa: F401  (imported once here, shared by every child)
@@ -358,34 +363,44 @@ def _serve():
 
     import tess_keras.models  # noqa: F401
 
-    jobs = [json.loads(line) for line in sys.stdin if line.strip()]
-    for spec in jobs:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: measure, report, leave without cleanup
-            os.close(read_end)
-            try:
-                record = _measure(spec)
-            except BaseException as error:  # noqa: BLE001 (reported to the parent, which raises)
-                traceback.print_exc()  # the full story goes to the server's stderr
-                record = {"job": f"{spec['rule']['name']} T={spec['time_steps']}", "error": f"{type(error).__name__}: {error}"}
-            with os.fdopen(write_end, "w") as out:
-                out.write(json.dumps(record))
-            os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end) as result:
-            text = result.read()
-        _, status = os.waitpid(pid, 0)
-        if not text:
-            code = os.waitstatus_to_exitcode(status)
-            text = json.dumps(
-                {
-                    "job": f"{spec['rule']['name']} T={spec['time_steps']}",
-                    "error": f"the measuring process died (exit {code}; -9 usually means out of memory)",
-                }
-            )
-        print(text, flush=True)
+    lines = [line for line in sys.stdin if line.strip()]
+    workers = max(1, int(json.loads(lines[0]))) if lines else 1
+    jobs = [json.loads(line) for line in lines[1:]]
+    # Up to `workers` children at once; results are printed in job order.
+    for first in range(0, len(jobs), workers):
+        running = [(spec, *_fork_child(spec, traceback)) for spec in jobs[first : first + workers]]
+        for spec, pid, read_end in running:
+            with os.fdopen(read_end) as result:
+                text = result.read()
+            _, status = os.waitpid(pid, 0)
+            if not text:
+                code = os.waitstatus_to_exitcode(status)
+                text = json.dumps(
+                    {
+                        "job": f"{spec['rule']['name']} T={spec['time_steps']}",
+                        "error": f"the measuring process died (exit {code}; -9 usually means out of memory)",
+                    }
+                )
+            print(text, flush=True)
 
+
+def _fork_child(spec, traceback):
+    """Fork a child that measures ``spec`` and writes its JSON record to a
+    pipe; returns ``(pid, read end of the pipe)``."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: measure, report, leave without cleanup
+        os.close(read_end)
+        try:
+            record = _measure(spec)
+        except BaseException as error:  # noqa: BLE001 (reported to the parent, which raises)
+            traceback.print_exc()  # the full story goes to the server's stderr
+            record = {"job": f"{spec['rule']['name']} T={spec['time_steps']}", "error": f"{type(error).__name__}: {error}"}
+        with os.fdopen(write_end, "w") as out:
+            out.write(json.dumps(record))
+        os._exit(0)
+    os.close(write_end)
+    return pid, read_end
 
 if __name__ == "__main__":
     _serve()
