@@ -526,9 +526,8 @@ def train(config, reporter=None, resume=False):
 
     state, metric_values = TrainingState(), []
     checkpoint_path = out / CHECKPOINT
-    if resume:
-        if not checkpoint_path.exists():
-            raise ConfigError(f"{out} has no {CHECKPOINT} (training stopped before its first checkpoint); start it again.")
+    # A run killed before its first checkpoint resumes from the beginning.
+    if resume and checkpoint_path.exists():
         state, metric_values = load_checkpoint(checkpoint_path, model)
         if state.epochs_done > config.epochs:
             raise ConfigError(

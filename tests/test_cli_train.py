@@ -7,6 +7,7 @@ resumed in-process; both must end with exactly the reference's metrics
 """
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -180,3 +181,21 @@ def test_divergence_keeps_the_last_good_checkpoint(reference, tmp_path):
     assert "the loss became nan" in text and f"the checkpoint of epoch {EPOCHS}" in text
     assert "Traceback" not in result.output
     assert ((run_dir / training.CHECKPOINT).read_bytes(), (run_dir / "metrics.csv").read_text()) == before
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
+    # A run killed before its first checkpoint holds only config.json.
+    run_dir = tmp_path / "early"
+    run_dir.mkdir()
+    config = training.TrainConfig(epochs=1, batch_size=16, time_steps=4, limit_train=32, limit_test=16, out=str(run_dir))
+    (run_dir / training.CONFIG).write_text(json.dumps(dataclasses.asdict(config)))
+    result = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert [row["epoch"] for row in read_metrics(run_dir)] == ["1"]
+    assert (run_dir / "model.keras").exists()
+
+
+def test_resume_cannot_shrink_epochs(reference):
+    result = runner.invoke(app, ["train", "--resume", str(reference[0]), "--epochs", "2"])
+    assert result.exit_code == 2
+    assert f"--epochs 2 is less than the {EPOCHS} epochs this run has already trained" in " ".join(result.output.split())
