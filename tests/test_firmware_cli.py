@@ -118,3 +118,14 @@ def test_firmware_links_without_a_heap(standin_out, tmp_path):
                            "    grabbed = malloc(16);\n")
     with pytest.raises(firmware_build.FirmwareError, match="__wrap_malloc"):
         firmware_build.build(heap, "mps2-an386")
+
+
+def test_dense_reference_links_into_the_same_firmware(standin_out):
+    summary = firmware_simulate.simulate(
+        standin_out, "mps2-an386", timeout=120, compare_with_host=False, dense_reference=True
+    )
+    result = summary["result"]
+    # Both forwards give the same logits on every held-out sample; only their cost differs.
+    assert result["dense_identical_samples"] == result["test_samples"]
+    assert result["dense_forward_per_step"] > 0
+    assert 0.0 < result["spike_rate"] < 1.0
