@@ -58,8 +58,9 @@ def measure(out_dir, boards, timeout=600, dense=True):
             summary = simulate(out_dir, board, timeout=timeout)
             result = summary["result"]
             if dense:  # a second firmware that also links the dense reference forward
-                dense_summary = simulate(out_dir, board, timeout=timeout, compare_with_host=False, dense_reference=True)
-                dense_result = dense_summary["result"]
+                dense_result = simulate(
+                    out_dir, board, timeout=timeout, compare_with_host=False, dense_reference=True
+                )["result"]
                 result["dense_forward_per_step"] = dense_result["dense_forward_per_step"]
                 result["dense_identical_samples"] = dense_result["dense_identical_samples"]
             for key in (

@@ -112,7 +112,8 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
         compare_with_host: also build and run the host reference and set
             ``bit_exact_with_host``.
         dense_reference: run the firmware that also times the engine's dense
-            reference forward (``dense_forward_per_step`` in the result).
+            reference forward (``dense_forward_per_step`` in the result); its
+            summary goes to ``simulate-dense.json``.
 
     Returns:
         The dict written to simulate.json: ``result`` (the firmware's result
@@ -161,5 +162,6 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
         "sizes": firmware.sizes,
         "qemu_command": command,
     }
-    _write_json_atomically(out_dir / "simulate.json", summary)
+    # The dense-reference firmware is a measurement build: keep simulate.json for the real one.
+    _write_json_atomically(out_dir / ("simulate-dense.json" if dense_reference else "simulate.json"), summary)
     return summary
