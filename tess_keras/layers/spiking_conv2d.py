@@ -48,6 +48,16 @@ class SpikingConv2D(SpikingLayer):
         k = self.lsg_pool
         self._pool_h = tf.constant(adaptive_pool_matrix(height, k))
         self._pool_w = tf.constant(adaptive_pool_matrix(width, k))
+        # Equal power-of-two windows (e.g. 32x32 -> 2x2): a reshape-and-sum
+        # gives bit-identical values and gradients for 0/1 spikes (every
+        # partial sum and the 1/area scale are exact) at half the einsum's cost.
+        window_h, window_w = (height // k, width // k) if height and width else (0, 0)
+
+        def power_of_two(n):
+            return n > 0 and n & (n - 1) == 0
+
+        exact = height == k * window_h and width == k * window_w and window_h * window_w <= 2048
+        self._pool_window = (window_h, window_w) if exact and power_of_two(window_h * window_w) else None
 
     def synapse(self, inputs, kernel):
         return tf.nn.conv2d(inputs, kernel, strides=self.strides, padding=self.padding.upper())
@@ -67,7 +77,13 @@ class SpikingConv2D(SpikingLayer):
     def lsg_pool_spikes(self, spikes):
         # Adaptive average pool to k x k per channel, flattened channel-major
         # ([C, k, k]) as in the authors' PyTorch code.
-        pooled = tf.einsum("bhwc,ih,jw->bcij", spikes, self._pool_h, self._pool_w)
+        if self._pool_window is not None:
+            k, (window_h, window_w) = self.lsg_pool, self._pool_window
+            blocks = tf.reshape(spikes, (-1, k, window_h, k, window_w, self.filters))
+            pooled = tf.reduce_sum(blocks, axis=(2, 4)) * (1.0 / (window_h * window_w))
+            pooled = tf.transpose(pooled, (0, 3, 1, 2))
+        else:
+            pooled = tf.einsum("bhwc,ih,jw->bcij", spikes, self._pool_h, self._pool_w)
         return tf.reshape(pooled, (-1, self.lsg_size))
 
     @property
