@@ -16,10 +16,12 @@ ENGINE_FILES = ("tess_engine.h", "tess_engine.cc")
 
 
 def runtime_dir():
-    """The fixed runtime: firmware/runtime in a checkout, else the packaged copy."""
-    if (RUNTIME_DIR / RUNTIME_FILES[0]).exists():
-        return RUNTIME_DIR
-    return TEMPLATES / "runtime"
+    """The fixed runtime (firmware/runtime of the repository checkout)."""
+    if not (RUNTIME_DIR / RUNTIME_FILES[0]).exists():
+        from tess_keras.export.spec import ExportError
+
+        raise ExportError(f"the engine runtime {RUNTIME_DIR / RUNTIME_FILES[0]} is missing; run from a tess-keras checkout.")
+    return RUNTIME_DIR
 
 
 def c_array(values, per_line=16):
