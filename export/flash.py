@@ -30,7 +30,8 @@ def connected_probes():
         from pyocd.core.helpers import ConnectHelper
     except ImportError as error:
         raise FirmwareError(f"pyOCD is not installed ({error}); install it with `pip install pyocd`.") from error
-    return [probe.unique_id for probe in ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False)]
+    probes = ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False)
+    return [probe.unique_id for probe in probes]
 
 
 def flash(out_dir, board, probe=None):

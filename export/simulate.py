@@ -13,7 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from tess_keras.export.build import HOST_BOARD, FirmwareError, build, check_engine_dir, find_tools, load_boards, resolve_board
+from tess_keras.export.build import (
+    HOST_BOARD, FirmwareError, build, check_engine_dir, find_tools, load_boards, resolve_board,
+)
 
 # The fields of the result line that must agree bit for bit with the host build.
 BIT_EXACT_FIELDS = ("state_hash", "logits_hash", "logits_sum", "correct_before", "correct_after", "samples_seen")

@@ -96,7 +96,8 @@ def with_extra_code(source, destination, prologue, call):
     """A copy of the stand-in OUT_DIR whose engine also runs `call` in tess_reset."""
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns("build", "simulate.json"))
     engine = destination / "tess_engine.cc"
-    engine.write_text(prologue + engine.read_text().replace("void tess_reset(void) {", "void tess_reset(void) {\n" + call, 1))
+    patched = engine.read_text().replace("void tess_reset(void) {", "void tess_reset(void) {\n" + call, 1)
+    engine.write_text(prologue + patched)
     return destination
 
 
