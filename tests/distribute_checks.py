@@ -3,11 +3,13 @@
 TensorFlow's devices and multi-worker collectives are fixed when its runtime
 starts, so these checks cannot share the pytest process with other tests.
 
-    python distribute_checks.py mirrored WORK_DIR
+    python distribute_checks.py steps
         Splits the CPU into 2 logical devices and compares, for each rule,
         one MirroredStrategy step with a single-device step on the same
-        global batch; checks XLA against no XLA, mixed precision, and an
-        interrupted-then-resumed `training.train` run under the strategy.
+        global batch; checks XLA against no XLA and mixed precision.
+    python distribute_checks.py resume WORK_DIR
+        The same 2 devices: a `training.train` run under MirroredStrategy,
+        stopped after one epoch and resumed, against an uninterrupted one.
     python distribute_checks.py worker OUT LIMIT_TRAIN
         One worker of a MultiWorkerMirroredStrategy run (TF_CONFIG set by the
         caller): records which samples this worker's replica gets from a
@@ -74,15 +76,19 @@ def min_change(after, before):
     return min(float(np.max(np.abs(p - q))) for p, q in zip(after, before))
 
 
-def check_mirrored(work_dir):
+def split_cpu():
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    import keras
 
-    from tess_keras import distribute, training
+def check_steps():
+    split_cpu()
+    import keras
+    import tensorflow as tf
+
+    from tess_keras import distribute
 
     result = {}
     single = tf.distribute.get_strategy()
@@ -155,8 +161,14 @@ def check_mirrored(work_dir):
             }
     # The global policy is back to float32 after the precision block.
     result["policy_after"] = keras.mixed_precision.global_policy().name
+    return result
 
-    # 4. Checkpoint + resume under the strategy: 1 epoch, then resume to 2,
+
+def check_resume(work_dir):
+    split_cpu()
+    from tess_keras import distribute, training
+
+    # Checkpoint + resume under the strategy: 1 epoch, then resume to 2,
     # against 2 uninterrupted epochs. Whole batches only: one trace per step.
     def run(out, epochs, resume=False):
         options = {"dataset": "digits", "epochs": epochs, "batch_size": 24, "limit_train": 48, "limit_test": 24,
@@ -170,13 +182,13 @@ def check_mirrored(work_dir):
     straight = run(f"{work_dir}/straight", 2)
     run(f"{work_dir}/resumed", 1)
     resumed = run(f"{work_dir}/resumed", 2, resume=True)
-    result["resume"] = {
+    return {
+        "replicas": distribute.make_strategy("mirrored").num_replicas_in_sync,
         "straight": straight["weights_sha256"],
         "resumed": resumed["weights_sha256"],
         "straight_metrics": open(f"{work_dir}/straight/metrics.csv").read().splitlines(),
         "resumed_metrics": open(f"{work_dir}/resumed/metrics.csv").read().splitlines(),
     }
-    return result
 
 
 def check_worker(out, limit_train):
@@ -209,8 +221,10 @@ def check_worker(out, limit_train):
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    if mode == "mirrored":
-        report = check_mirrored(sys.argv[2])
+    if mode == "steps":
+        report = check_steps()
+    elif mode == "resume":
+        report = check_resume(sys.argv[2])
     elif mode == "worker":
         report = check_worker(sys.argv[2], int(sys.argv[3]))
     else:

@@ -6,6 +6,7 @@ CPU is split into 2 logical devices, or two local processes form a
 in this pytest process other tests have already done.
 """
 
+import hashlib
 import json
 import os
 import socket
@@ -19,7 +20,7 @@ import pytest
 from tess_keras import distribute, training
 
 CHECKS = Path(__file__).with_name("distribute_checks.py")
-TIMEOUT = 420
+TIMEOUT = 900  # against hangs only: these take about a minute on 2 idle cores
 
 
 def _env(**extra):
@@ -103,15 +104,33 @@ def test_precision_policy_restores_the_global_policy():
 # -- MirroredStrategy on 2 logical CPU devices ------------------------------------------
 
 
+def _run_together(commands, envs):
+    """Run processes side by side (tracing is single-threaded; two use both
+    cores) and return their outputs, failing with the output of any that failed."""
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for command, env in zip(commands, envs)
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=TIMEOUT)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    for command, process, output in zip(commands, processes, outputs):
+        assert process.returncode == 0, f"{' '.join(command[1:])} failed:\n{output[-6000:]}"
+    return outputs
+
+
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
     work = tmp_path_factory.mktemp("mirrored")
-    process = subprocess.run(
-        [sys.executable, str(CHECKS), "mirrored", str(work)],
-        capture_output=True, text=True, env=_env(), timeout=TIMEOUT,
-    )
-    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]
-    return _result(process.stdout, "the mirrored checks")
+    commands = [[sys.executable, str(CHECKS), "steps"], [sys.executable, str(CHECKS), "resume", str(work)]]
+    steps, resume = _run_together(commands, [_env(), _env()])
+    return {**_result(steps, "the step checks"), "resume": _result(resume, "the resume check")}
 
 
 @pytest.mark.slow
@@ -164,6 +183,7 @@ def test_mixed_precision_step_is_finite_and_keeps_state_float32(mirrored, precis
 @pytest.mark.slow
 def test_resume_under_mirrored_strategy_is_exact(mirrored):
     resume = mirrored["resume"]
+    assert resume["replicas"] == 2
     assert len(resume["straight_metrics"]) == 3  # header + 2 epochs
     straight = [row.split(",")[:5] for row in resume["straight_metrics"]]
     resumed = [row.split(",")[:5] for row in resume["resumed_metrics"]]
@@ -187,26 +207,13 @@ def _free_ports(count):
 @pytest.mark.slow
 def test_two_workers_train_one_epoch_with_identical_weights(tmp_path):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
-    processes = []
+    commands, envs = [], []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         # Separate run directories: the chief's is written, the other's must stay empty.
-        command = [sys.executable, str(CHECKS), "worker", str(tmp_path / f"out{index}"), "0"]
-        processes.append(subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=_env(TF_CONFIG=tf_config, OMP_NUM_THREADS="1"),
-        ))
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=TIMEOUT)[0])
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    for index, (process, output) in enumerate(zip(processes, outputs)):
-        assert process.returncode == 0, f"worker {index} failed:\n{output[-6000:]}"
+        commands.append([sys.executable, str(CHECKS), "worker", str(tmp_path / f"out{index}"), "0"])
+        envs.append(_env(TF_CONFIG=tf_config))
+    outputs = _run_together(commands, envs)
     chief, other = (_result(output, f"worker {i}") for i, output in enumerate(outputs))
 
     assert chief["chief"] and not other["chief"]
@@ -234,7 +241,7 @@ def test_two_workers_train_one_epoch_with_identical_weights(tmp_path):
     assert saved["weights_sha256"] == chief["summary"]["weights_sha256"]
     with np.load(written / "checkpoint.npz") as archive:
         weights = [archive[f"model/{i}"] for i in range(len([k for k in archive.files if k.startswith("model/")]))]
-    digest = __import__("hashlib").sha256()
+    digest = hashlib.sha256()
     for weight in weights:
         digest.update(np.ascontiguousarray(weight).tobytes())
     assert digest.hexdigest() == chief["summary"]["weights_sha256"]
