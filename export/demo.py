@@ -20,6 +20,21 @@ DEFAULT_TEST_COUNT = 200
 DEFAULT_EPOCHS = 2
 
 
+def fit_to_flash(learn_count, test_count, sample_bytes, flash_bytes=None):
+    """Shrink the demo (keeping its learn/test ratio) so its samples take at most half the
+    board's flash (1 MB without a board): event frames of T steps are large.
+
+    Returns:
+        ``(learn_count, test_count)``.
+    """
+    limit = flash_bytes // 2 if flash_bytes else 1024 * 1024
+    total = (learn_count + test_count) * (sample_bytes + 1)
+    if total <= limit:
+        return learn_count, test_count
+    scale = limit / total
+    return max(8, int(learn_count * scale)), max(8, int(test_count * scale))
+
+
 def shift_name(splits):
     return "inverted contrast" if splits.encoding == "direct" else "upside down"
 

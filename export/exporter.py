@@ -161,6 +161,9 @@ def export(
     input_scale = top / 127.0 if top > 0 else 1.0 / 127.0
 
     spec = build_spec(model, input_scale, splits.time_steps, learn=learn, learning_rate=learning_rate)
+    demo_learn, demo_test = demo.fit_to_flash(
+        demo_learn, demo_test, splits.time_steps * spec.input_size, board_preset.flash_bytes if board_preset else None
+    )
     demo_set = demo.make_demo(splits, spec, demo_learn, demo_test, seed=summary.get("seed", 0))
     rows = budget.engine_rows(spec) + [budget.demo_row(demo_set["learn_x"], demo_set["test_x"])]
     flash_bytes, ram_bytes, fits = budget.check_fits(rows, board_preset)

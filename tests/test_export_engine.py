@@ -186,3 +186,11 @@ def test_dense_reference_forward_gives_identical_logits(tmp_path):
     subprocess.run(command, check=True)
     dense = hostbuild.run_host(dense_bin, spec, x, dump=True, frames=True)
     assert hostbuild.first_mismatch(event, dense) is None
+
+
+def test_demo_shrinks_to_fit_the_boards_flash():
+    from tess_keras.export.demo import fit_to_flash
+
+    assert fit_to_flash(256, 200, 256, 4 * 1024 * 1024) == (256, 200)  # digits: 117 KB
+    learn, test = fit_to_flash(256, 200, 6 * 24 * 24 * 2, 1024 * 1024)  # digits-dvs on a 1 MB board
+    assert (learn + test) * (6 * 24 * 24 * 2 + 1) <= 512 * 1024 and learn > test > 0
