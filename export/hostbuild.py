@@ -14,7 +14,6 @@ from tess_keras.export.spec import ExportError
 HOST_FLAGS = ("-std=c++17", "-g", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti")
 SANITIZERS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all")
 DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
-SIGNED_BYTES = {".w": np.int8}
 
 
 def compiler():
