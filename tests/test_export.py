@@ -345,3 +345,12 @@ def test_digits_dvs_export_runs_event_frames(tmp_path):
     header = (tmp_path / "out" / "demo_data.h").read_text()
     assert f"#define TESS_DEMO_SAMPLE_SIZE {6 * 24 * 24 * 2}" in header
     assert "#define TESS_TIME_STEPS 6" in (tmp_path / "out" / "tess_engine.h").read_text()
+
+
+def test_targets_pick_their_boards():
+    from tess_keras.export import exporter
+
+    assert exporter.resolve_board("host", None) is None  # no memory limit on the host
+    assert exporter.resolve_board("cortex-m4", None).name == "mps2-an386"
+    assert exporter.resolve_board("cortex-m55", None).name == "mps3-an547"
+    assert exporter.resolve_board("cortex-m7", "STM32F746G-DISCO").flash_bytes == 1024 * 1024
