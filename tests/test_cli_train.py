@@ -142,7 +142,7 @@ def test_sigint_checkpoints_mid_epoch_and_resumes_exactly(reference, tmp_path):
 def test_eval_of_a_run(reference):
     run_dir = reference[0]
     result = runner.invoke(app, ["eval", str(run_dir), "--limit-test", "64"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, (result.output, repr(result.exception))
     report = json.loads((run_dir / "eval.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     # Same model, same 64 test samples: the accuracy the training loop reported.
