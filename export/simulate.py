@@ -40,16 +40,20 @@ def parse_result(lines):
     return None
 
 
-def run_console(command, timeout, on_line=None):
+def run_console(command, timeout, on_line=None, until=None):
     """Runs ``command``, streaming its output line by line.
 
     Args:
         command: argv list.
         timeout: seconds before the process is killed.
         on_line: called with each output line as it arrives.
+        until: optional predicate on a line; the first line it accepts ends
+            the run (for firmware that sleeps forever after its result, as
+            real-board images do).
 
     Returns:
-        ``(exit_code, lines)``; exit_code is None when the timeout killed it.
+        ``(exit_code, lines)``; exit_code is None when the timeout killed it
+        and 0 when ``until`` ended it.
     """
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     selector = selectors.DefaultSelector()
@@ -71,10 +75,14 @@ def run_console(command, timeout, on_line=None):
             pending += chunk
             *complete, pending = pending.split(b"\n")
             for raw in complete:
-                line = raw.decode("utf-8", "replace")
+                line = raw.decode("utf-8", "replace").rstrip("\r")
                 lines.append(line)
                 if on_line:
                     on_line(line)
+                if until is not None and until(line):
+                    process.kill()
+                    process.wait()
+                    return 0, lines
         if pending:
             lines.append(pending.decode("utf-8", "replace"))
             if on_line:
