@@ -91,3 +91,12 @@ def test_nucleo_image_runs_its_uart_console_on_an_emulated_stm32f4(exported):
     for field in firmware_simulate.BIT_EXACT_FIELDS:
         assert line[field] == host[field], field
     assert line["accuracy_after"] - line["accuracy_before"] >= 0.10
+
+
+def test_demo_app_is_sanitizer_clean_on_the_host(exported):
+    # The demo application and the engine under AddressSanitizer and UBSan
+    # (-fno-sanitize-recover: any finding aborts with a non-zero exit).
+    program = firmware_build.build(exported, "host", sanitize=True).executable
+    code, lines = firmware_simulate.run_console([str(program)], timeout=120)
+    assert code == 0, lines[-10:]
+    assert firmware_simulate.parse_result(lines)["samples_seen"] > 0
