@@ -16,11 +16,15 @@ def export_command(
         "mps2-an500, mps2-an505, mps3-an547, nucleo-f446re, nrf52840-dk, stm32f746g-disco."
     ),
     learn: str = typer.Option("all", help="Comma-separated layers that keep learning on the device, 'all' or 'none'."),
-    learning_rate: float = typer.Option(0.005, min=0.0, help="On-device SGD learning rate (one step per sample)."),
+    learning_rate: float = typer.Option(
+        None, min=0.0, help="On-device SGD learning rate, one step per sample (default 0.005; 0.0025 for event frames)."
+    ),
     representative: int = typer.Option(100, help="Training samples that calibrate the int8 quantisation."),
     demo_learn: int = typer.Option(256, min=1, help="Samples in the demo's on-device learning stream."),
     demo_test: int = typer.Option(200, min=1, help="Samples in the demo's held-out set."),
-    demo_epochs: int = typer.Option(2, min=1, help="Passes of the demo over its learning stream."),
+    demo_epochs: int = typer.Option(
+        None, min=1, help="Passes of the demo over its learning stream (default 2; 3 for event frames)."
+    ),
     evaluate: int = typer.Option(0, min=0, help="Held-out samples for the accuracies (0: the whole test split)."),
     data_dir: str = typer.Option("", envvar="TESS_DATA_DIR", help="Where datasets live (default: the run's)."),
     out: Path = typer.Option(..., help="Directory to write (new, or a previous export's)."),

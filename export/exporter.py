@@ -25,7 +25,11 @@ from tess_keras.export import budget, codegen, demo, tflm
 from tess_keras.export.golden import GoldenEngine, run_samples
 from tess_keras.export.spec import ExportError, build_spec
 
-DEFAULT_LEARNING_RATE = 0.005
+# On-device SGD defaults per encoding, chosen on the demo tasks: event frames bring more
+# steps (T=6) and larger inputs per sample than static images, so a smaller step and
+# one pass more.
+DEFAULT_LEARNING_RATE = {"direct": 0.005, "frames": 0.0025}
+DEFAULT_DEMO_EPOCHS = {"direct": 2, "frames": 3}
 OUTPUT_FILES = {
     "tess_engine.h", "tess_engine.cc", "tess_runtime.h", "model.tflite", "model_data.h", "model_data.cc",
     "demo_data.h", "demo_data.cc", "report.json",
@@ -104,11 +108,11 @@ def export(
     target="cortex-m4",
     board=None,
     learn=None,
-    learning_rate=DEFAULT_LEARNING_RATE,
+    learning_rate=None,
     data_dir=None,
     demo_learn=demo.DEFAULT_LEARN_COUNT,
     demo_test=demo.DEFAULT_TEST_COUNT,
-    demo_epochs=demo.DEFAULT_EPOCHS,
+    demo_epochs=None,
     representative=100,
     evaluate=None,
     verify_host=True,
@@ -122,10 +126,11 @@ def export(
         target: cortex-m4, cortex-m7, cortex-m33, cortex-m55 or host.
         board: a preset of ``tess_keras.export.boards`` (default: per target).
         learn: layer names that learn on the device (None: all; [] : none).
-        learning_rate: on-device SGD learning rate (one step per sample).
+        learning_rate: on-device SGD learning rate (one step per sample; None: 0.005 for
+            static images, 0.0025 for event frames).
         data_dir: datasets folder (default: the run's, else TESS_DATA_DIR).
         demo_learn, demo_test, demo_epochs: size of the demo's learning stream,
-            held-out set and passes.
+            held-out set and passes (None: 2 for static images, 3 for event frames).
         representative: training samples used to calibrate int8 quantisation.
         evaluate: held-out samples for the accuracies (None: the whole test split).
         verify_host: compile the engine for the host and check it against the
@@ -160,6 +165,10 @@ def export(
     top = float(np.max(np.abs(splits.x_train)))
     input_scale = top / 127.0 if top > 0 else 1.0 / 127.0
 
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATE.get(splits.encoding, 0.005)
+    if demo_epochs is None:
+        demo_epochs = DEFAULT_DEMO_EPOCHS.get(splits.encoding, 2)
     spec = build_spec(model, input_scale, splits.time_steps, learn=learn, learning_rate=learning_rate)
     demo_learn, demo_test = demo.fit_to_flash(
         demo_learn, demo_test, splits.time_steps * spec.input_size, board_preset.flash_bytes if board_preset else None
