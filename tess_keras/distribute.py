@@ -162,6 +162,19 @@ def num_workers(strategy):
     return max(1, sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")))
 
 
+def same_on_all_workers(strategy, values):
+    """True when every worker passes the same small integers ``values``
+    (e.g. the epoch and batch a run resumes from); a collective, so every
+    worker must call it."""
+    import tensorflow as tf
+
+    if num_workers(strategy) == 1:
+        return True
+    local = tf.constant([float(v) for v in values], tf.float32)
+    gathered = strategy.gather(strategy.run(lambda: local[None]), axis=0).numpy()
+    return bool((gathered == gathered[0]).all())
+
+
 # -- precision ----------------------------------------------------------------------
 
 
@@ -293,12 +306,3 @@ def make_test_step(model, strategy, jit_compile=False):
 
     return step
 
-
-def describe(strategy):
-    """One line naming the strategy, its replicas and this worker."""
-    task_type, task_index, chief = worker_info(strategy)
-    workers = num_workers(strategy)
-    text = f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
-    if workers > 1:
-        text += f" on {workers} workers; this is {task_type} {task_index}" + (" (chief)" if chief else "")
-    return text

@@ -533,6 +533,11 @@ def train(config, reporter=None, resume=False):
             raise ConfigError(
                 f"--epochs {config.epochs} is less than the {state.epochs_done} epochs this run has already trained."
             )
+    if not distribute.same_on_all_workers(strategy, (state.epochs_done, state.batches_done)):
+        raise ConfigError(
+            f"the workers found different checkpoints in {out}; every worker must resume from the same run "
+            "directory. Put --out on storage all machines share, or start a new run."
+        )
     for key, value in state.scheduler.items():
         setattr(scheduler, key, value)
 
