@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tess_keras.cli.app import app, console, fail
+from tess_keras.cli.app import app, fail
 
 
 def evaluate(model, dataset):

@@ -4,7 +4,7 @@ import json
 
 import typer
 
-from tess_keras.cli.app import app, console, fail
+from tess_keras.cli.app import app, fail
 
 
 def _shapes(dataset, time_steps, num_classes):

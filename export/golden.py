@@ -10,7 +10,6 @@ carry a leading batch axis for fast evaluation; learning needs batch 1
 import numpy as np
 
 from tess_keras.export.spec import (
-    LOGIT_FRAC,
     Q15,
     U_FRAC,
     UPDATE_FRAC,
