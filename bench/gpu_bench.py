@@ -44,7 +44,7 @@ MALLOC_ENV = {
 }
 
 GPU_SHAPE = dict(input_shape=(48, 48, 2), time_steps=10, batch_size=64, num_classes=10, model="vgg9")
-# CI-sized: the Cortex-M network (conv16-conv32-conv64), not VGG-9, whose
+# CI-sized: the Cortex-M network (conv16-conv32-conv32), not VGG-9, whose
 # 64-512-channel layers take seconds per step on a CPU (minutes under XLA).
 CPU_SHAPE = dict(input_shape=(16, 16, 2), time_steps=4, batch_size=8, num_classes=10, model="mcu")
 
