@@ -30,6 +30,7 @@ def fit_digits(rule, freeze_hidden=False):
         train,
         validation_data=test,
         epochs=EPOCHS,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras ignores shuffle= for datasets
         verbose=0,
         callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=5)],
     )
