@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from tess_keras.export.spec import ExportError, PoolSpec, ReadoutSpec, SpikingSpec
+from tess_keras.export.spec import PoolSpec, ReadoutSpec, SpikingSpec
 
 # Machine code of the engine, runtime, demo application and startup (Thumb-2):
 # about 13 KB measured with arm-none-eabi-size for the digits mcu network, rounded up.
@@ -125,10 +125,3 @@ def over_budget_message(rows, board):
         f"the model does not fit {board.name}: {'; '.join(problems)}. Learn fewer layers (--learn readout), "
         f"use a smaller network, or choose a board with more memory (--board)."
     )
-
-
-def ensure_fits(rows, board):
-    flash, ram, fits = check_fits(rows, board)
-    if not fits:
-        raise ExportError(over_budget_message(rows, board))
-    return flash, ram

@@ -201,10 +201,20 @@ class EngineSpec:
         return np.clip(np.round(np.asarray(x, np.float64) / self.input_scale), -127, 127).astype(np.int8)
 
 
-def _same_pad(size, kernel, stride):
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return out, total // 2
+def _window_output(size, window, stride, padding):
+    """Output length and leading padding of a Keras conv/pool window along one axis.
+
+    Args:
+        size: input length.
+        window: kernel or pool length.
+        stride: step between windows.
+        padding: ``"same"`` or ``"valid"``.
+    """
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + window - size, 0)
+        return out, total // 2
+    return (size - window) // stride + 1, 0
 
 
 def _quantize_weights_per_channel(kernel):
@@ -298,11 +308,8 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.05, s
                     raise ExportError(f"layer {block.name} (SpikingConv2D) needs a [H, W, C] input, got {shape}.")
                 k, s = block.kernel_size, block.strides
                 h, w, _ = shape
-                if block.padding == "same":
-                    oh, pt = _same_pad(h, k, s)
-                    ow, pl = _same_pad(w, k, s)
-                else:
-                    oh, ow, pt, pl = (h - k) // s + 1, (w - k) // s + 1, 0, 0
+                oh, pt = _window_output(h, k, s, block.padding)
+                ow, pl = _window_output(w, k, s, block.padding)
                 out_shape = (oh, ow, block.filters)
                 geometry = dict(kind="conv", kernel_size=k, stride=s, pad=(pt, pl))
                 pool = block.lsg_pool
@@ -369,11 +376,8 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.05, s
             ph, pw = block.pool_size
             sh, sw = block.strides
             h, w, c = shape
-            if block.padding == "same":
-                oh, pt = _same_pad(h, ph, sh)
-                ow, pl = _same_pad(w, pw, sw)
-            else:
-                oh, ow, pt, pl = (h - ph) // sh + 1, (w - pw) // sw + 1, 0, 0
+            oh, pt = _window_output(h, ph, sh, block.padding)
+            ow, pl = _window_output(w, pw, sw, block.padding)
             out_shape = (oh, ow, c)
             layers.append(PoolSpec(block.name, shape, out_shape, (ph, pw), (sh, sw), (pt, pl)))
             shape = out_shape
