@@ -8,20 +8,16 @@ from tess_keras.cli.app import app, fail
 
 
 def _shapes(dataset, time_steps, num_classes):
-    """(input_shape, num_classes, T, alpha_post) of a dataset without its files."""
-    from tess_keras.recipes import RECIPES, get_recipe
+    """(input_shape, num_classes, T, alpha_post) of a dataset without its files:
+    shapes from the data catalog, training defaults from the recipe."""
+    from tess_keras.data import catalog
+    from tess_keras.recipes import get_recipe
 
-    recipe = get_recipe(dataset)
-    input_shape, classes, steps = recipe.input_shape, recipe.num_classes, recipe.time_steps
-    if input_shape is None:
-        from tess_keras.data import catalog
-
-        if dataset not in catalog.INFO:
-            names = sorted(set(RECIPES) | set(catalog.INFO))
-            fail(f"unknown dataset {dataset!r}; choose one of: {', '.join(names)}.")
-        info = catalog.INFO[dataset]
-        input_shape, classes, steps = info.input_shape, info.num_classes, info.time_steps
-    return tuple(input_shape), num_classes or classes, time_steps or steps, recipe.alpha_post
+    if dataset not in catalog.INFO:
+        fail(f"unknown dataset {dataset!r}; choose one of: {', '.join(sorted(catalog.INFO))}.")
+    info, recipe = catalog.INFO[dataset], get_recipe(dataset)
+    steps = time_steps or recipe.time_steps or info.time_steps
+    return tuple(info.input_shape), num_classes or info.num_classes, steps, recipe.alpha_post
 
 
 def _millions(value):

@@ -4,8 +4,8 @@ A ``Recipe`` fills in every ``tess train`` option the user did not give. The
 four paper datasets train VGG-9 for 200 epochs; the built-in ``digits`` set
 trains the Cortex-M sized ``mcu`` network in seconds. Datasets without a
 recipe of their own get ``DEFAULT_RECIPE`` with the loader's own time steps.
-``input_shape`` and ``num_classes`` let ``tess profile`` work without the
-dataset's files.
+Shapes and class counts are facts of the data, kept in one place:
+``tess_keras.data.catalog.INFO``.
 """
 
 import dataclasses
@@ -22,9 +22,6 @@ class Recipe:
         alpha_post: TESS/S-TLLR non-causal term weight (-1, 0 or +1).
         epochs: training epochs.
         lr: Adam learning rate.
-        input_shape: per-step input ``(H, W, C)``, or None when only the
-            loader knows it.
-        num_classes: classes, or None when only the loader knows it.
     """
 
     model: str = "mcu"
@@ -33,17 +30,15 @@ class Recipe:
     alpha_post: float = 1.0
     epochs: int = 20
     lr: float = 1e-3
-    input_shape: tuple = None
-    num_classes: int = None
 
 
 RECIPES = {
-    "cifar10": Recipe("vgg9", 6, 128, 1.0, 200, 1e-3, (32, 32, 3), 10),
-    "cifar100": Recipe("vgg9", 6, 128, 1.0, 200, 1e-3, (32, 32, 3), 100),
-    "cifar10-dvs": Recipe("vgg9", 10, 64, 0.0, 200, 1e-3, (48, 48, 2), 10),
+    "cifar10": Recipe("vgg9", 6, 128, 1.0, 200, 1e-3),
+    "cifar100": Recipe("vgg9", 6, 128, 1.0, 200, 1e-3),
+    "cifar10-dvs": Recipe("vgg9", 10, 64, 0.0, 200, 1e-3),
     # The paper uses alpha_post = +1 for DVS Gesture (the authors' code 0).
-    "dvs-gesture": Recipe("vgg9", 20, 16, 1.0, 200, 1e-3, (32, 32, 2), 11),
-    "digits": Recipe("mcu", 4, 32, 1.0, 20, 1e-3, (8, 8, 1), 10),
+    "dvs-gesture": Recipe("vgg9", 20, 16, 1.0, 200, 1e-3),
+    "digits": Recipe("mcu", 4, 32, 1.0, 20, 1e-3),
 }
 
 DEFAULT_RECIPE = Recipe()
