@@ -103,6 +103,17 @@ def gradients_by_variable(model, grads):
     return {id(v): np.asarray(g, np.float64) for v, g in zip(model.trainable_variables, grads)}
 
 
+def assert_gradients_match(model, grads, layers, readout_dw, readout_db):
+    """Every spiking layer's kernel gradient and the readout's against the
+    reference; each reference dW must be non-trivial for the check to count."""
+    by_variable = gradients_by_variable(model, grads)
+    for layer, expected in zip(model.spiking_layers, layers):
+        assert np.abs(expected["dW"]).max() > 1e-4
+        assert_close(by_variable[id(layer.kernel)], expected["dW"], f"dW {layer.name}")
+    assert_close(by_variable[id(model.readout.kernel)], readout_dw, "readout dW")
+    assert_close(by_variable[id(model.readout.bias)], readout_db, "readout db")
+
+
 def check_meaningful(rec):
     """The network must be in a regime where the test can fail: neurons fire
     sometimes, psi is often non-zero, and no membrane sits so close to the
