@@ -238,8 +238,10 @@ def main(argv=None):
         device = f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     else:
         if not gpus:
-            sys.exit("gpu_bench: TensorFlow sees no GPU. Install tensorflow[and-cuda] (pip install -e '.[gpu]') "
-                     "on a machine with one, or run the CI-sized CPU mode with --cpu.")
+            from tess_keras.distribute import gpu_status
+
+            problem = gpu_status()[1] or "this machine has no GPU TensorFlow can see"
+            sys.exit(f"gpu_bench: {problem[0].upper() + problem[1:]} (Or run the CI-sized CPU mode with --cpu.)")
         shape, memory = GPU_SHAPE, GpuMemory()
         for gpu in gpus:  # allocate as needed, so other configurations' pools do not count
             tf.config.experimental.set_memory_growth(gpu, True)

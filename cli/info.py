@@ -1,5 +1,6 @@
 """``tess info``: versions, accelerators and the embedded toolchain."""
 
+import importlib.util
 import platform
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ def tool_version(name):
 def info():
     """Versions of Python, TensorFlow, Keras, tonic; GPUs seen; arm-none-eabi-gcc and QEMU."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     import tess_keras
@@ -52,10 +54,18 @@ def info():
             version = package_version(dist)
         table.add_row(label, version or "[red]not installed[/]")
 
-    import tensorflow as tf
+    if importlib.util.find_spec("tensorflow") is None:
+        table.add_row("GPUs", "unknown until TensorFlow is installed: pip install -e '.\\[cpu]' or '.\\[gpu]'")
+    else:
+        from tess_keras.distribute import gpu_status
 
-    gpus = tf.config.list_physical_devices("GPU")
-    table.add_row("GPUs", ", ".join(gpu.name for gpu in gpus) if gpus else "none (training runs on the CPU)")
+        gpus, gpu_problem = gpu_status()
+        if gpus:
+            table.add_row("GPUs", ", ".join(gpus))
+        elif gpu_problem:
+            table.add_row("GPUs", f"[yellow]none usable:[/] {escape(gpu_problem)}")
+        else:
+            table.add_row("GPUs", "none (training runs on the CPU)")
     for tool in TOOLS:
         path, version = tool_version(tool)
         table.add_row(tool, f"{version} ({path})" if path else "[red]not installed[/] (needed by `tess export` firmware builds)")

@@ -51,6 +51,13 @@ class RichReporter:
         )
         if (config.strategy, config.precision, config.jit) != ("default", "float32", False):
             console.print(f"strategy {config.strategy}, precision {config.precision}, XLA {'on' if config.jit else 'off'}")
+        from rich.markup import escape
+
+        from tess_keras.distribute import gpu_status
+
+        _, gpu_problem = gpu_status()
+        if gpu_problem:  # a GPU machine silently training on its CPU is worth a line
+            console.print(f"[yellow]note:[/] {escape(gpu_problem)}")
         self.progress.start()
 
     def batch(self, epoch, step, steps, logs, samples_per_second, eta_seconds):

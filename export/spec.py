@@ -257,7 +257,7 @@ def _trace_frac(max_input, lambda_pre_q15):
     return max(0, min(frac, 14))
 
 
-def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.05, seed=0x7E55):
+def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, seed=0x7E55):
     """Turn a trained ``SpikingSequential`` into an ``EngineSpec``.
 
     Args:
@@ -266,7 +266,8 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.05, s
         time_steps: T.
         learn: names of the layers that learn on device (None: all layers with
             weights).
-        learning_rate: on-device SGD learning rate (per sample).
+        learning_rate: on-device SGD learning rate (per sample); the default is
+            the exporter's for static images.
         seed: seed of the stochastic-rounding generator.
 
     Raises:

@@ -162,27 +162,35 @@ def convert(graph, representative):
     return converter.convert()
 
 
+def _read_flatbuffer(model_bytes):
+    """The .tflite flatbuffer as TFLite's own schema objects (no interpreter needed)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+
+
 def model_ops(model_bytes):
     """Builtin operator names used by a .tflite flatbuffer."""
-    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils
 
-    analyzer_ops = set()
-    interpreter = tf.lite.Interpreter(model_content=model_bytes)
-    for op in interpreter._get_ops_details():
-        analyzer_ops.add(op["op_name"])
-    return analyzer_ops
+    model = _read_flatbuffer(model_bytes)
+    return {
+        flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) for subgraph in model.subgraphs for op in subgraph.operators
+    }
 
 
 def _io_order(model_bytes):
-    """name -> position among the subgraph's inputs and outputs."""
-    import tensorflow as tf
+    """name -> position among the subgraph's inputs and outputs.
 
-    interpreter = tf.lite.Interpreter(model_content=model_bytes)
-    runner = interpreter.get_signature_runner()
-    inputs = [d["index"] for d in interpreter.get_input_details()]
-    outputs = [d["index"] for d in interpreter.get_output_details()]
-    in_pos = {name: inputs.index(d["index"]) for name, d in runner.get_input_details().items()}
-    out_pos = {name: outputs.index(d["index"]) for name, d in runner.get_output_details().items()}
+    The converter orders a subgraph's tensors as it likes; the signature keeps
+    the names we gave them, so positions are looked up through it.
+    """
+    model = _read_flatbuffer(model_bytes)
+    signature = model.signatureDefs[0]
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    inputs, outputs = list(subgraph.inputs), list(subgraph.outputs)
+    in_pos = {entry.name.decode(): inputs.index(entry.tensorIndex) for entry in signature.inputs}
+    out_pos = {entry.name.decode(): outputs.index(entry.tensorIndex) for entry in signature.outputs}
     return in_pos, out_pos
 
 

@@ -36,6 +36,7 @@ outside XLA, so the same code runs on CPUs, GPUs and any strategy.
 import contextlib
 import json
 import os
+import shutil
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -90,6 +91,38 @@ def read_tf_config(environ=None):
             f"{len(members) if isinstance(members, list) else 'no'} {task_type} entries; fix 'task' in TF_CONFIG."
         )
     return cluster, task_type, task_index
+
+
+def _nvidia_gpu_present():
+    """True when the machine has an NVIDIA GPU, whatever TensorFlow makes of it."""
+    gpus = "/proc/driver/nvidia/gpus"
+    return (os.path.isdir(gpus) and bool(os.listdir(gpus))) or shutil.which("nvidia-smi") is not None
+
+
+def gpu_status():
+    """The GPUs TensorFlow can use, and why it uses none on a machine that has one.
+
+    Returns:
+        ``(gpus, problem)``: the physical GPU device names, and ``None`` or a
+        one-paragraph explanation with the fix when the machine has an NVIDIA
+        GPU that TensorFlow cannot use (training would silently run on the CPU).
+    """
+    import tensorflow as tf
+
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    if gpus or not _nvidia_gpu_present():
+        return gpus, None
+    if not tf.test.is_built_with_cuda():
+        return gpus, (
+            "this machine has an NVIDIA GPU, but the installed TensorFlow is a CPU-only build (tensorflow-cpu), "
+            "so training runs on the CPU. Install the CUDA build: pip uninstall -y tensorflow-cpu && "
+            "pip install -e '.[gpu]'."
+        )
+    return gpus, (
+        "this machine has an NVIDIA GPU, but TensorFlow cannot use it (its CUDA libraries or the driver are "
+        "missing or do not match), so training runs on the CPU. Install TensorFlow's CUDA libraries with "
+        "pip install -e '.[gpu]' (tensorflow[and-cuda]) and check that nvidia-smi lists the GPU."
+    )
 
 
 def local_devices():

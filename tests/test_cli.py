@@ -50,6 +50,39 @@ def test_tess_help_subprocess():
         assert option in result.stdout
 
 
+WITHOUT_TENSORFLOW = (
+    "import sys\n"
+    "from importlib.machinery import PathFinder\n"
+    "class WithoutTensorFlow(PathFinder):  # as if TensorFlow were not installed\n"
+    "    @classmethod\n"
+    "    def find_spec(cls, fullname, path=None, target=None):\n"
+    "        if fullname.split('.')[0] == 'tensorflow':\n"
+    "            return None\n"
+    "        return PathFinder.find_spec(fullname, path, target)\n"
+    "sys.meta_path[sys.meta_path.index(PathFinder)] = WithoutTensorFlow\n"
+    "from tess_keras.cli.main import run\n"
+    "sys.argv = ['tess'] + sys.argv[1:]\n"
+    "run()\n"
+)
+
+
+@pytest.mark.parametrize("args", [["train", "--out", "run"], ["info"]])
+def test_missing_tensorflow_names_the_extras(args, tmp_path):
+    """TensorFlow comes from the cpu or gpu extra; without it a command says so."""
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *args], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+    assert "Traceback" not in result.stderr, result.stderr
+    if args[0] == "info":  # the table still shows everything else
+        assert result.returncode == 0, result.stderr
+        assert "unknown until TensorFlow is installed" in result.stdout and "qemu-system-arm" in result.stdout
+    else:
+        assert result.returncode == 2
+        text = " ".join(result.stderr.split())
+        assert text.startswith("error: TensorFlow is not installed"), text
+        assert "pip install -e '.[cpu]'" in text and "pip install -e '.[gpu]'" in text
+        assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

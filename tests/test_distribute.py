@@ -86,6 +86,24 @@ def test_cli_rejects_multi_worker_without_tf_config(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("built_with_cuda", [False, True])
+def test_unusable_gpu_is_explained(monkeypatch, built_with_cuda):
+    """A machine with an NVIDIA GPU that TensorFlow cannot use (CPU-only build,
+    or no CUDA libraries) says why and how to fix it; on a machine without
+    one there is nothing to say."""
+    import tensorflow as tf
+
+    assert not tf.config.list_physical_devices("GPU")  # this machine (CI) has none
+    assert distribute.gpu_status() == ([], None) or distribute._nvidia_gpu_present()
+
+    monkeypatch.setattr(distribute, "_nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(tf.test, "is_built_with_cuda", lambda: built_with_cuda)
+    gpus, problem = distribute.gpu_status()
+    assert gpus == []
+    assert "NVIDIA GPU" in problem and "pip install -e '.[gpu]'" in problem
+    assert ("CPU-only build" in problem) != built_with_cuda
+
+
 def test_precision_policy_restores_the_global_policy():
     import keras
 
