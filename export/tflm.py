@@ -17,6 +17,8 @@ TensorFlow's own converter from a representative set of (input, state)
 pairs recorded while the float network runs on training samples.
 """
 
+import warnings
+
 import numpy as np
 
 from tess_keras.export.spec import ExportError
@@ -159,7 +161,11 @@ def convert(graph, representative):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    with warnings.catch_warnings():
+        # The converter's own calibrator still runs tf.lite.Interpreter, which
+        # warns that it is deprecated; nothing a user of this function can change.
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated", category=UserWarning)
+        return converter.convert()
 
 
 def _read_flatbuffer(model_bytes):

@@ -89,6 +89,7 @@ def check_steps():
     import tensorflow as tf
 
     from tess_keras import distribute
+    from tess_keras.rules.base import loss_scale
 
     result = {}
     single = tf.distribute.get_strategy()
@@ -161,7 +162,36 @@ def check_steps():
             }
     # The global policy is back to float32 after the precision block.
     result["policy_after"] = keras.mixed_precision.global_policy().name
+
+    # 4. Mixed precision gives float32's updates: per weight tensor, the
+    # cosine similarity and the norm ratio (after taking out the loss scale
+    # that the float16 rule's updates carry), same weights and batch.
+    for precision in ("mixed_float16", "mixed_bfloat16"):
+        for rule in ("tess", "stllr", "bptt"):
+            keras.utils.set_random_seed(4)
+            reference = tiny_model(rule, keras.optimizers.SGD(0.1))
+            with distribute.precision_policy(precision):
+                mixed = tiny_model(rule, keras.optimizers.SGD(0.1))
+            mixed.set_weights(reference.get_weights())
+            exact = reference.rule.compute_gradients(reference, x, y)[0]
+            approximate = mixed.rule.compute_gradients(mixed, x, y)[0]
+            scale = loss_scale(mixed)
+            scale = 1.0 if scale is None else float(scale)
+            result[f"agreement_{precision}_{rule}"] = {
+                variable.path.split("/", 1)[1]: update_agreement(a, np.asarray(b, np.float64) / scale)
+                for variable, a, b in zip(reference.trainable_variables, exact, approximate)
+            }
     return result
+
+
+def update_agreement(exact, approximate):
+    """``[cosine similarity, norm ratio]`` of two updates; None when the second overflowed."""
+    a = np.ravel(np.asarray(exact, np.float64))
+    b = np.ravel(np.asarray(approximate, np.float64))
+    if not np.isfinite(b).all():
+        return None
+    norms = np.linalg.norm(a), np.linalg.norm(b)
+    return [float(a @ b / (norms[0] * norms[1])), float(norms[1] / norms[0])]
 
 
 def check_resume(work_dir):
