@@ -20,6 +20,7 @@ high-water mark (``/proc/self/status`` VmHWM after resetting it through
 
     python bench/gpu_bench.py                 # GPU: table + bench/results/gpu_bench_gpu.{json,md}
     python bench/gpu_bench.py --cpu           # CPU: bench/results/gpu_bench_cpu.{json,md}
+    python bench/gpu_bench.py --smoke         # GPU mode's VGG-9 on the CPU, tiny batch: bench/results/gpu_bench_smoke.*
 """
 
 import argparse
@@ -47,11 +48,17 @@ GPU_SHAPE = dict(input_shape=(48, 48, 2), time_steps=10, batch_size=64, num_clas
 # CI-sized: the Cortex-M network (conv16-conv32-conv32), not VGG-9, whose
 # 64-512-channel layers take seconds per step on a CPU (minutes under XLA).
 CPU_SHAPE = dict(input_shape=(16, 16, 2), time_steps=4, batch_size=8, num_classes=10, model="mcu")
+# --smoke: the GPU mode's network and frames, as little of them as runs every layer.
+SMOKE_SHAPE = dict(GPU_SHAPE, time_steps=2, batch_size=2)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu", action="store_true", help="tiny shapes on the CPU (CI-sized)")
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="the GPU mode's network (VGG-9, 48x48x2) on the CPU at batch 2, T = 2, one step: checks its code path",
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration (GPU 5, CPU 2)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (GPU 2, CPU 1)")
     parser.add_argument("--budget", type=float, default=540.0, help="seconds; later configurations are skipped")
@@ -59,6 +66,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None, help="result files prefix (default bench/results/gpu_bench_{gpu,cpu})")
     parser.add_argument("--density", type=float, default=0.15, help="fraction of generated frame pixels that spike")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.cpu = True
+        args.steps = args.warmup = 1
     args.steps = args.steps or (2 if args.cpu else 5)
     args.warmup = args.warmup or (1 if args.cpu else 2)
     args.rules = [r.strip() for r in args.rules.split(",") if r.strip()]
@@ -232,23 +242,27 @@ def main(argv=None):
 
     import tensorflow as tf
 
+    # Every configuration traces a step function of its own, by design; TF's
+    # retracing warning counts them as one function retracing.
+    tf.get_logger().setLevel("ERROR")
     gpus = tf.config.list_physical_devices("GPU")
     if args.cpu:
-        shape, memory = CPU_SHAPE, CpuMemory()
+        shape, memory = (SMOKE_SHAPE if args.smoke else CPU_SHAPE), CpuMemory()
         device = f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     else:
         if not gpus:
             from tess_keras.distribute import gpu_status
 
-            problem = gpu_status()[1] or "this machine has no GPU TensorFlow can see"
-            sys.exit(f"gpu_bench: {problem[0].upper() + problem[1:]} (Or run the CI-sized CPU mode with --cpu.)")
+            problem = gpu_status()[1] or "this machine has no GPU that TensorFlow can see; run it on one."
+            sys.exit(f"gpu_bench: {problem} For CI-sized numbers on the CPU, use --cpu.")
         shape, memory = GPU_SHAPE, GpuMemory()
         for gpu in gpus:  # allocate as needed, so other configurations' pools do not count
             tf.config.experimental.set_memory_growth(gpu, True)
         details = tf.config.experimental.get_device_details(gpus[0])
         device = f"GPU {details.get('device_name', gpus[0].name)}"
 
-    prefix = Path(args.out) if args.out else RESULTS / ("gpu_bench_cpu" if args.cpu else "gpu_bench_gpu")
+    mode = "smoke" if args.smoke else "cpu" if args.cpu else "gpu"
+    prefix = Path(args.out) if args.out else RESULTS / f"gpu_bench_{mode}"
     started = time.perf_counter()
     results = []
     for config in configurations(args.rules):
