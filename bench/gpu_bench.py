@@ -35,14 +35,6 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = ("tess", "stllr", "bptt")
 PRECISIONS = ("float32", "mixed_float16")
-# glibc: big blocks from mmap and freed memory trimmed at once, so the
-# resident set follows the live tensors (CPU peak measurement).
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "65536",
-    "MALLOC_TRIM_THRESHOLD_": "0",
-    "MALLOC_TOP_PAD_": "0",
-    "MALLOC_ARENA_MAX": "2",
-}
 
 GPU_SHAPE = dict(input_shape=(48, 48, 2), time_steps=10, batch_size=64, num_classes=10, model="vgg9")
 # CI-sized: the Cortex-M network (conv16-conv32-conv32), not VGG-9, whose
@@ -88,49 +80,6 @@ def configurations(rules):
             for rule in rules:
                 grid.append({"rule": rule, "precision": precision, "jit": jit})
     return grid
-
-
-# -- memory ------------------------------------------------------------------------------
-
-
-def _status_bytes(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-class CpuMemory:
-    method = "rss-hwm"
-
-    def start(self):
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")  # reset VmHWM to the current resident set
-        self.before = _status_bytes("VmRSS")
-        return self.before
-
-    def peak(self):
-        return _status_bytes("VmHWM") - self.before
-
-
-class GpuMemory:
-    method = "tf-allocator"
-
-    def __init__(self, device="GPU:0"):
-        self.device = device
-
-    def start(self):
-        import tensorflow as tf
-
-        tf.config.experimental.reset_memory_stats(self.device)
-        self.before = tf.config.experimental.get_memory_info(self.device)["current"]
-        return self.before
-
-    def peak(self):
-        import tensorflow as tf
-
-        return tf.config.experimental.get_memory_info(self.device)["peak"] - self.before
 
 
 # -- one configuration ---------------------------------------------------------------------
@@ -234,20 +183,26 @@ def write_results(prefix, payload, text):
 def main(argv=None):
     args = parse_args(argv)
     if args.cpu:
+        # glibc reads MALLOC_ENV (big blocks from mmap, freed memory trimmed at
+        # once: the resident set follows the live tensors) only at start-up.
+        from tess_keras.memory import MALLOC_ENV
+
         missing = {k: v for k, v in MALLOC_ENV.items() if os.environ.get(k) != v}
-        if missing:  # glibc reads these at start-up: restart with them set
+        if missing:  # restart with them set
             os.environ.update(missing)
             os.execv(sys.executable, [sys.executable] + sys.argv)
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
     import tensorflow as tf
 
+    from tess_keras.memory import StepPeak
+
     # Every configuration traces a step function of its own, by design; TF's
     # retracing warning counts them as one function retracing.
     tf.get_logger().setLevel("ERROR")
     gpus = tf.config.list_physical_devices("GPU")
     if args.cpu:
-        shape, memory = (SMOKE_SHAPE if args.smoke else CPU_SHAPE), CpuMemory()
+        shape, memory = (SMOKE_SHAPE if args.smoke else CPU_SHAPE), StepPeak()
         device = f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     else:
         if not gpus:
@@ -255,7 +210,7 @@ def main(argv=None):
 
             problem = gpu_status()[1] or "this machine has no GPU that TensorFlow can see; run it on one."
             sys.exit(f"gpu_bench: {problem} For CI-sized numbers on the CPU, use --cpu.")
-        shape, memory = GPU_SHAPE, GpuMemory()
+        shape, memory = GPU_SHAPE, StepPeak("GPU:0")
         for gpu in gpus:  # allocate as needed, so other configurations' pools do not count
             tf.config.experimental.set_memory_growth(gpu, True)
         details = tf.config.experimental.get_device_details(gpus[0])

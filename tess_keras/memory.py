@@ -257,6 +257,44 @@ def _proc_status_bytes(field):
     raise MeasurementError(f"/proc/self/status has no {field}")
 
 
+class StepPeak:
+    """Peak memory of what runs between ``start()`` and ``peak()``, above the
+    level at ``start()``: TensorFlow's allocator statistics on a GPU, the
+    process's resident-set high-water mark on the CPU (Linux; run the process
+    with ``MALLOC_ENV`` so that the resident set follows the live tensors).
+
+    Args:
+        gpu: TensorFlow device name of the GPU to watch (e.g. ``"GPU:0"``),
+            or ``None`` for the CPU.
+    """
+
+    def __init__(self, gpu=None):
+        self.gpu = gpu
+        self.method = "tf-allocator" if gpu else "rss-hwm"
+        self.baseline = 0
+
+    def start(self):
+        """Reset the high-water mark; returns the bytes held now."""
+        if self.gpu:
+            import tensorflow as tf
+
+            tf.config.experimental.reset_memory_stats(self.gpu)
+            self.baseline = tf.config.experimental.get_memory_info(self.gpu)["current"]
+        else:
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")  # reset VmHWM to the current resident set
+            self.baseline = _proc_status_bytes("VmRSS")
+        return self.baseline
+
+    def peak(self):
+        """Bytes needed above the baseline since ``start()``."""
+        if self.gpu:
+            import tensorflow as tf
+
+            return tf.config.experimental.get_memory_info(self.gpu)["peak"] - self.baseline
+        return _proc_status_bytes("VmHWM") - self.baseline
+
+
 def _build(spec):
     import keras
 
@@ -313,7 +351,7 @@ def _measure(spec):
         "step_seconds": [],
         "step_cpu_seconds": [],
         "device": gpus[0].name if on_gpu else "CPU",
-        "method": "tf-allocator" if on_gpu else "rss-hwm",
+        "method": StepPeak("GPU:0" if on_gpu else None).method,
     }
     with tf.device("/GPU:0" if on_gpu else "/CPU:0"):
         model = _build(spec)
@@ -328,18 +366,10 @@ def _measure(spec):
 
         run_step()  # traces the graph and allocates what lives across steps
 
-        if on_gpu:
-            tf.config.experimental.reset_memory_stats("GPU:0")
-            baseline = tf.config.experimental.get_memory_info("GPU:0")["current"]
-            run_step()
-            peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
-        else:
-            with open("/proc/self/clear_refs", "w") as clear_refs:
-                clear_refs.write("5")  # reset VmHWM to the current resident set
-            baseline = _proc_status_bytes("VmRSS")
-            run_step()
-            peak = _proc_status_bytes("VmHWM")
-        record.update(peak_bytes=int(peak - baseline), baseline_bytes=int(baseline))
+        memory = StepPeak("GPU:0" if on_gpu else None)
+        baseline = memory.start()
+        run_step()
+        record.update(peak_bytes=int(memory.peak()), baseline_bytes=int(baseline))
 
         if spec["timed_steps"] > 0:
             _keep_freed_memory()
