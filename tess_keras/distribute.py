@@ -34,9 +34,9 @@ outside XLA, so the same code runs on CPUs, GPUs and any strategy.
 """
 
 import contextlib
+import glob
 import json
 import os
-import shutil
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -94,9 +94,11 @@ def read_tf_config(environ=None):
 
 
 def _nvidia_gpu_present():
-    """True when the machine has an NVIDIA GPU, whatever TensorFlow makes of it."""
+    """True when the machine has an NVIDIA GPU, whatever TensorFlow makes of it:
+    the driver lists one, or a GPU device node exists (containers). Not
+    ``nvidia-smi`` on the PATH: images carry it without a GPU."""
     gpus = "/proc/driver/nvidia/gpus"
-    return (os.path.isdir(gpus) and bool(os.listdir(gpus))) or shutil.which("nvidia-smi") is not None
+    return (os.path.isdir(gpus) and bool(os.listdir(gpus))) or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 def gpu_status():
