@@ -89,19 +89,25 @@ def test_cli_rejects_multi_worker_without_tf_config(tmp_path):
 @pytest.mark.parametrize("built_with_cuda", [False, True])
 def test_unusable_gpu_is_explained(monkeypatch, built_with_cuda):
     """A machine with an NVIDIA GPU that TensorFlow cannot use (CPU-only build,
-    or no CUDA libraries) says why and how to fix it; on a machine without
-    one there is nothing to say."""
+    or no CUDA libraries) says why and how to fix it; a machine without one,
+    or one whose GPU TensorFlow uses, has nothing to say."""
     import tensorflow as tf
 
-    assert not tf.config.list_physical_devices("GPU")  # this machine (CI) has none
-    assert distribute.gpu_status() == ([], None) or distribute._nvidia_gpu_present()
-
-    monkeypatch.setattr(distribute, "_nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [])
     monkeypatch.setattr(tf.test, "is_built_with_cuda", lambda: built_with_cuda)
+    monkeypatch.setattr(distribute, "_nvidia_gpu_present", lambda: True)
     gpus, problem = distribute.gpu_status()
     assert gpus == []
     assert "NVIDIA GPU" in problem and "pip install -e '.[gpu]'" in problem
     assert ("CPU-only build" in problem) != built_with_cuda
+
+    monkeypatch.setattr(distribute, "_nvidia_gpu_present", lambda: False)
+    assert distribute.gpu_status() == ([], None)
+
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [gpu])
+    monkeypatch.setattr(distribute, "_nvidia_gpu_present", lambda: True)
+    assert distribute.gpu_status() == (["/physical_device:GPU:0"], None)
 
 
 def test_precision_policy_restores_the_global_policy():
