@@ -83,6 +83,19 @@ class SpikingSequential(keras.Model):
             shape = layer.compute_output_shape(shape)
         self.built = True
 
+    def build_on_first_use(self, inputs):
+        """Build from the first batch's shape, as Keras models do.
+
+        ``fit``, ``evaluate`` and the learning rules read the layers' kernels
+        before any forward call, so ``train_step``/``test_step`` build the
+        model here when the user has not called ``build`` yet.
+
+        Args:
+            inputs: the first ``[batch, T, ...]`` input batch (tensor or array).
+        """
+        if not self.built:
+            self.build(tuple(inputs.shape))
+
     # -- the time loop --------------------------------------------------------
     def initial_states(self, batch_size):
         return [layer.get_initial_state(batch_size) for layer in self.spiking_layers]
@@ -199,12 +212,14 @@ class SpikingSequential(keras.Model):
 
     def train_step(self, data):
         inputs, labels = data[0], data[1]
+        self.build_on_first_use(inputs)
         grads, cross_entropy_sum, logits_sum = self.rule.compute_gradients(self, inputs, labels)
         self.optimizer.apply(grads, self.trainable_variables)
         return self._update_metrics(cross_entropy_sum, labels, logits_sum, inputs)
 
     def test_step(self, data):
         inputs, labels = data[0], data[1]
+        self.build_on_first_use(inputs)
         logits_sum, cross_entropy_sum, _ = self.run_sequence(inputs, labels)
         return self._update_metrics(cross_entropy_sum, labels, logits_sum, inputs)
 
