@@ -31,6 +31,8 @@ class DatasetInfo:
         num_classes: classes.
         layout: the exact files expected under the data folder.
         source: where users obtain the files.
+        validation_fraction: default share of the training data held out
+            for validation (``load_dataset(validation_fraction=None)``).
     """
 
     name: str
@@ -39,6 +41,7 @@ class DatasetInfo:
     num_classes: int
     layout: str
     source: str
+    validation_fraction: float = 0.1
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ def make_tf_dataset(splits, subset, batch_size, shuffle=False, seed=0, augment=F
 
     Args:
         splits: a ``DatasetSplits``.
-        subset: ``"train"`` or ``"test"``.
+        subset: ``"train"``, ``"validation"`` or ``"test"`` (``ValueError`` otherwise).
         batch_size: samples per batch.
         shuffle: reshuffle every epoch (seeded).
         seed: shuffle and augmentation seed.
@@ -29,9 +29,7 @@ def make_tf_dataset(splits, subset, batch_size, shuffle=False, seed=0, augment=F
     """
     import tensorflow as tf
 
-    if subset not in ("train", "test"):
-        raise ValueError(f"subset must be 'train' or 'test', not {subset!r}")
-    x, y = (splits.x_train, splits.y_train) if subset == "train" else (splits.x_test, splits.y_test)
+    x, y = splits.subset(subset)
     count = len(y)
     frames = splits.encoding == "frames"
     steps = splits.time_steps
@@ -66,7 +64,7 @@ def make_tf_dataset(splits, subset, batch_size, shuffle=False, seed=0, augment=F
         return images, labels
 
     indices = tf.data.Dataset.range(count)
-    if shuffle:
+    if shuffle and count:
         indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     dataset = tf.data.Dataset.zip(indices.batch(batch_size), batch_seeds)
