@@ -165,16 +165,33 @@ def square_wave_basis(num_classes, n):
     return basis
 
 
-def lsg_input(block, o):
-    """a[t] = pool(o[t]) for conv layers, the spikes themselves for dense layers."""
+def lsg_input(block, o, pooled=False):
+    """a[t] = pool(o[t]) for conv layers, the spikes themselves for dense
+    layers; ``pooled``: the block output, pool(max_pool(o[t]))."""
+    if pooled:
+        o = max_pool(o)
     return adaptive_pool(o, block["lsg_pool"]) if block["kind"] == "conv" else o
 
 
-def local_signal(block, o, basis, targets):
-    """m[t] = pool^T(B^T(softmax(B a[t]) - y*))."""
-    a = lsg_input(block, o)
+def local_signal(block, o, basis, targets, pooled=False):
+    """m[t] = pool^T(B^T(softmax(B a[t]) - y*)); with ``pooled`` (the LSG reads
+    the block output after a max-pool) also through the max-pool's gradient."""
+    a = lsg_input(block, o, pooled)
     g = (softmax(a @ basis.T) - targets) @ basis
-    return adaptive_pool_transpose(g, o.shape, block["lsg_pool"]) if block["kind"] == "conv" else g
+    if block["kind"] != "conv":
+        return g
+    if not pooled:
+        return adaptive_pool_transpose(g, o.shape, block["lsg_pool"])
+    block_out = max_pool(o)
+    return max_pool_backward(o, adaptive_pool_transpose(g, block_out.shape, block["lsg_pool"]))
+
+
+def pooled_by_block(blocks, i, lsg_source):
+    """Does layer i's LSG read a max-pool's output? (``lsg_source='block'`` and
+    a max-pool right after the layer)."""
+    if lsg_source not in ("block", "layer"):
+        raise ValueError(lsg_source)
+    return lsg_source == "block" and i + 1 < len(blocks) and blocks[i + 1]["kind"] == "maxpool"
 
 
 # -- forward over T -------------------------------------------------------------------
@@ -256,13 +273,20 @@ def stllr_signals(blocks, readout, rec, t, targets):
 
 # -- TESS / S-TLLR updates (spec §2, §3) --------------------------------------------------------
 def trace_rule(blocks, readout, x, labels, alpha_pre=1.0, alpha_post=1.0, t_l=0,
-               lambda_pre=LAMBDA_PRE, lambda_post=LAMBDA_POST, signal="tess"):
+               lambda_pre=LAMBDA_PRE, lambda_post=LAMBDA_POST, signal="tess", lsg_source="block", h0="zero"):
     """Every quantity of TESS (``signal='tess'``) or S-TLLR (``'stllr'``).
+
+    ``lsg_source``: ``'block'`` (spec default: a layer followed by a max-pool
+    reads the pooled spikes) or ``'layer'`` (its own spikes). ``h0``: ``'zero'``
+    (spec: h[0] = 0) or ``'psi'`` (the literal reading h[0] = psi(u[-1] = 0) =
+    0.12, which the library must *not* do; kept to show the tests can tell).
 
     Returns ``(rec, layers, readout_grads)``; ``layers[layer_index]`` holds lists over
     t of q, h, psi, a, m, the per-step update dW_t, the basis B and the
     summed update dW (steps t >= t_l).
     """
+    if h0 not in ("zero", "psi"):
+        raise ValueError(h0)
     rec = forward(blocks, readout, x)
     num_classes = readout[0].shape[1]
     targets = one_hot(labels, num_classes)
@@ -272,27 +296,29 @@ def trace_rule(blocks, readout, x, labels, alpha_pre=1.0, alpha_post=1.0, t_l=0,
     layers = []
     for layer_index, i in enumerate(rec["spiking"]):
         block = blocks[i]
+        pooled = pooled_by_block(blocks, i, lsg_source)
         xs, us, os_ = rec["x"][layer_index], rec["u"][layer_index], rec["o"][layer_index]
-        basis = square_wave_basis(num_classes, lsg_input(block, os_[0]).shape[1])
+        basis = square_wave_basis(num_classes, lsg_input(block, os_[0], pooled).shape[1])
         q = np.zeros_like(xs[0])
         h = np.zeros_like(us[0])
-        u_prev = np.zeros_like(us[0])  # u[-1] = 0, so psi(0) = 0.12 enters h[0]
         out = {k: [] for k in ("q", "h", "psi", "a", "m", "dW_t")}
         out["B"] = basis
         out["dW"] = np.zeros_like(block["w"])
         for t in range(steps):
             q = lambda_pre * q + xs[t]
-            h = lambda_post * h + psi(u_prev)
+            if t > 0:
+                h = lambda_post * h + psi(us[t - 1])  # psi of the past membrane
+            elif h0 == "psi":
+                h = psi(np.zeros_like(us[0]))  # u[-1] = 0: psi(0) = 0.12 in every h[0]
             if signal == "tess":
-                m = local_signal(block, os_[t], basis, targets)
+                m = local_signal(block, os_[t], basis, targets, pooled)
             else:
                 m = stllr[t][layer_index]
             dw_t = alpha_pre * filter_grad(block, q, m * psi(us[t])) + alpha_post * filter_grad(block, xs[t], m * h)
             if t >= t_l:
                 out["dW"] += dw_t
-            values = {"q": q, "h": h, "psi": psi(us[t]), "a": lsg_input(block, os_[t]), "m": m, "dW_t": dw_t}
+            values = {"q": q, "h": h, "psi": psi(us[t]), "a": lsg_input(block, os_[t], pooled), "m": m, "dW_t": dw_t}
             for key, value in values.items():
                 out[key].append(value)
-            u_prev = us[t]
         layers.append(out)
     return rec, layers, readout_gradients(rec, targets)

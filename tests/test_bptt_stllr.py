@@ -106,3 +106,21 @@ def test_stllr_signal_differs_from_tess(make_net):
     _, stllr_layers, _ = ref.trace_rule(blocks, readout, x, net.labels, signal="stllr")
     for tess_layer, stllr_layer in zip(tess_layers, stllr_layers):
         assert not np.allclose(tess_layer["dW"], stllr_layer["dW"], rtol=0.1)
+
+
+@pytest.mark.parametrize("arch", ["conv", "dense"])
+def test_stllr_post_trace_starts_at_zero(make_net, arch):
+    """h[0] = 0 for S-TLLR too: its dW matches the reference with h[0] = 0 and
+    not the literal reading h[0] = psi(0) = 0.12 (fails if psi(0) comes back)."""
+    net = make_net(arch, seed=11, steps=4)
+    grads, _, _ = STLLR(alpha_post=-1.0).compute_gradients(net.model, tf.constant(net.x), tf.constant(net.labels))
+    by_id = {id(v): np.asarray(g, np.float64) for v, g in zip(net.model.trainable_variables, grads)}
+    blocks, readout = reference_blocks(net.model)
+    x = net.x.astype(np.float64)
+    _, zero, _ = ref.trace_rule(blocks, readout, x, net.labels, alpha_post=-1.0, signal="stllr", h0="zero")
+    _, literal, _ = ref.trace_rule(blocks, readout, x, net.labels, alpha_post=-1.0, signal="stllr", h0="psi")
+    for layer, want, wrong in zip(net.model.spiking_layers, zero, literal):
+        got = by_id[id(layer.kernel)]
+        assert_close(got, want["dW"], f"dW {layer.name}")
+        assert np.abs(wrong["dW"] - want["dW"]).max() > 0.02 * np.abs(want["dW"]).max()
+        assert np.abs(got - wrong["dW"]).max() > 100 * (1e-7 + 1e-5 * np.abs(wrong["dW"]).max())

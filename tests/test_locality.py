@@ -24,16 +24,20 @@ def perturb(variables, seed):
 
 
 @pytest.mark.parametrize("arch", ["conv", "dense"])
-def test_tess_hidden_update_ignores_layers_above(make_net, arch):
+@pytest.mark.parametrize("lsg_source", ["block", "layer"])
+def test_tess_hidden_update_ignores_layers_above(make_net, arch, lsg_source):
+    # "conv" is conv -> max-pool -> dense: with lsg_source="block" the first
+    # layer's LSG reads the pool's output, still nothing above its block.
     net = make_net(arch, ws=True, seed=8, steps=4)
     first, second = net.model.spiking_layers
     readout = net.model.readout
-    before = hidden_updates(net, TESS())
+    rule = TESS(lsg_source=lsg_source)
+    before = hidden_updates(net, rule)
 
     perturb(readout.trainable_variables, seed=1)
-    after_readout = hidden_updates(net, TESS())
+    after_readout = hidden_updates(net, rule)
     perturb(second.trainable_variables, seed=2)
-    after_second = hidden_updates(net, TESS())
+    after_second = hidden_updates(net, rule)
 
     # The first layer sees neither change, the second not the readout's (the
     # tolerance only forgives float reordering; a dependence moves them by %).

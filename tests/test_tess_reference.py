@@ -4,7 +4,11 @@ Every quantity is checked: u, o, psi and the layer inputs of the forward
 pass, the LSG matrix B, the pooled spikes a, the learning signal m, the
 traces q and h (through the per-step updates they produce), the summed
 update dW of every spiking layer and the readout's gradient; for dense and
-conv layers, alpha_post in {-1, 0, +1}, t_l = 0 and t_l > 0.
+conv layers, alpha_post in {-1, 0, +1}, t_l = 0 and t_l > 0, the LSG on the
+block output (after a following max-pool, the default) and on the layer's
+own spikes. h[0] = 0 is checked against the reference's literal psi(0)
+reading, which must give different updates. The max-pool routing of the
+block LSG and its tie rule are checked in test_lsg_source.py.
 """
 
 import numpy as np
@@ -23,9 +27,10 @@ from conftest import (
 from tess_keras import neurons
 from tess_keras.layers import SpikingConv2D
 from tess_keras.rules import TESS
-from tess_keras.rules.lsg import local_learning_signal, square_wave_basis
+from tess_keras.rules.lsg import following_pools, local_learning_signal, lsg_input, square_wave_basis
 
 ARCHS = ["conv", "conv_odd", "dense"]
+LSG_SOURCES = ["block", "layer"]
 
 
 @pytest.mark.parametrize("num_classes,n", [(4, 16), (10, 36), (3, 5), (11, 64)])
@@ -64,16 +69,18 @@ def test_lsg_pool_is_adaptive_average_channel_major(size, k):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_forward_quantities_and_learning_signal(make_net, arch):
+@pytest.mark.parametrize("lsg_source", LSG_SOURCES)
+def test_forward_quantities_and_learning_signal(make_net, arch, lsg_source):
     """u, o, psi, layer inputs, logits, a, B and m at every step."""
     net = make_net(arch, seed=1, steps=5)
     model = net.model
     blocks, readout = reference_blocks(model)
-    rec, layers, _ = ref.trace_rule(blocks, readout, net.x.astype(np.float64), net.labels)
+    rec, layers, _ = ref.trace_rule(blocks, readout, net.x.astype(np.float64), net.labels, lsg_source=lsg_source)
     check_meaningful(rec)
     targets = tf.one_hot(net.labels, NUM_CLASSES)
     kernels = model.effective_kernels()
     states = model.initial_states(net.x.shape[0])
+    pools = following_pools(model) if lsg_source == "block" else [None] * len(model.spiking_layers)
     for t in range(net.x.shape[1]):
         logits, states, records, features = model.forward_step(tf.constant(net.x[:, t]), states, kernels)
         assert_close(logits, rec["logits"][t], f"z[{t}]")
@@ -84,10 +91,11 @@ def test_forward_quantities_and_learning_signal(make_net, arch):
             assert_close(record.potential, rec["u"][layer_index][t], f"u {where}")
             np.testing.assert_array_equal(record.spikes.numpy(), rec["o"][layer_index][t], f"o {where}")
             assert_close(neurons.surrogate(record.potential, layer.v_th), layers[layer_index]["psi"][t], f"psi {where}")
-            assert_close(layer.lsg_pool_spikes(record.spikes), layers[layer_index]["a"][t], f"a {where}")
+            pool = pools[layer_index]
+            assert_close(lsg_input(layer, record.spikes, pool), layers[layer_index]["a"][t], f"a {where}")
             basis = square_wave_basis(NUM_CLASSES, layer.lsg_size)
             assert_close(basis, layers[layer_index]["B"], f"B {where}")
-            signal = local_learning_signal(layer, record.spikes, tf.constant(basis), targets)
+            signal = local_learning_signal(layer, record.spikes, tf.constant(basis), targets, pool=pool)
             assert np.abs(layers[layer_index]["m"][t]).max() > 0
             assert_close(signal, layers[layer_index]["m"][t], f"m {where}")
 
@@ -95,15 +103,16 @@ def test_forward_quantities_and_learning_signal(make_net, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("alpha_post", [-1.0, 0.0, 1.0])
 @pytest.mark.parametrize("t_l", [0, 2])
-def test_tess_gradients_match_reference(make_net, arch, alpha_post, t_l):
+@pytest.mark.parametrize("lsg_source", LSG_SOURCES)
+def test_tess_gradients_match_reference(make_net, arch, alpha_post, t_l, lsg_source):
     """dW of every spiking layer (effective kernel, WS off) and the readout."""
     net = make_net(arch, seed=2, steps=4)
     model = net.model
-    rule = TESS(alpha_post=alpha_post, t_l=t_l)
+    rule = TESS(alpha_post=alpha_post, t_l=t_l, lsg_source=lsg_source)
     grads, ce_sum, logits_sum = rule.compute_gradients(model, tf.constant(net.x), tf.constant(net.labels))
     blocks, readout = reference_blocks(model)
     rec, layers, (readout_dw, readout_db) = ref.trace_rule(
-        blocks, readout, net.x.astype(np.float64), net.labels, alpha_post=alpha_post, t_l=t_l
+        blocks, readout, net.x.astype(np.float64), net.labels, alpha_post=alpha_post, t_l=t_l, lsg_source=lsg_source
     )
     check_meaningful(rec)
     assert_gradients_match(model, grads, layers, readout_dw, readout_db)
@@ -146,8 +155,13 @@ def test_tess_traces_step_by_step(make_net, term):
         np.testing.assert_array_equal(summed[steps][layer_index], 0.0)  # t_l = T: no hidden update at all
         for t in range(steps):
             expected = layers[layer_index]["dW_t"][t]
-            assert np.abs(expected).max() > 1e-5
             step_update = summed[t][layer_index] - summed[t + 1][layer_index]
+            if term == "post" and t == 0:
+                # h[0] = 0: the post term has nothing at t = 0 (psi(0) = 0.12 would put (m 0.12) (x) x[0] here).
+                np.testing.assert_array_equal(expected, 0.0)
+                np.testing.assert_array_equal(step_update, 0.0, f"post term of {layer.name} at t=0 (h[0] must be 0)")
+                continue
+            assert np.abs(expected).max() > 1e-5
             assert_close(step_update, expected, f"{term} term of {layer.name} at t={t}")
 
 
@@ -180,3 +194,28 @@ def test_tess_weight_standardization_chain_rule(make_net, arch):
         assert_close(by_variable[id(layer.gain)], d_gain.numpy(), f"dg {layer.name}")
     assert_close(by_variable[id(model.readout.kernel)], readout_dw, "readout dW")
     assert_close(by_variable[id(model.readout.bias)], readout_db, "readout db")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("alpha_post", [-1.0, 1.0])
+def test_post_trace_starts_at_zero_not_psi_of_zero(make_net, arch, alpha_post):
+    """h[0] = 0 (spec §2): the library matches the reference with h[0] = 0 and is
+    far from the literal reading h[0] = psi(u[-1] = 0) = 0.12, so this fails if
+    psi(0) comes back into the first step's post trace."""
+    net = make_net(arch, seed=2, steps=4)
+    grads, _, _ = TESS(alpha_post=alpha_post).compute_gradients(net.model, tf.constant(net.x), tf.constant(net.labels))
+    by_variable = gradients_by_variable(net.model, grads)
+    blocks, readout = reference_blocks(net.model)
+    x = net.x.astype(np.float64)
+    _, zero, _ = ref.trace_rule(blocks, readout, x, net.labels, alpha_post=alpha_post, h0="zero")
+    _, literal, _ = ref.trace_rule(blocks, readout, x, net.labels, alpha_post=alpha_post, h0="psi")
+    assert ref.psi(0.0) == pytest.approx(0.12)
+    for layer, want, wrong in zip(net.model.spiking_layers, zero, literal):
+        np.testing.assert_array_equal(want["h"][0], 0.0)
+        np.testing.assert_allclose(wrong["h"][0], 0.12)
+        got = by_variable[id(layer.kernel)]
+        assert_close(got, want["dW"], f"dW {layer.name} (h[0] = 0)")
+        # The psi(0) reading moves dW by a large fraction of its size (the issue measured up to 93 %).
+        gap = np.abs(wrong["dW"] - want["dW"]).max() / np.abs(want["dW"]).max()
+        assert gap > 0.02, f"{layer.name}: the two h[0] readings are too close ({gap:.3g}) for this check to count"
+        assert np.abs(got - wrong["dW"]).max() > 100 * (1e-7 + 1e-5 * np.abs(wrong["dW"]).max())

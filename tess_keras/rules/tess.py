@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tess_keras import neurons
 from tess_keras.rules.base import LearningRule, align_gradients, loss_scale, readout_gradients, step_cross_entropy
-from tess_keras.rules.lsg import local_learning_signal, square_wave_basis
+from tess_keras.rules.lsg import check_lsg_source, following_pools, local_learning_signal, square_wave_basis
 
 LAMBDA_PRE = 0.5
 LAMBDA_POST = 0.2
@@ -36,12 +36,14 @@ class TESS(LearningRule):
 
     Per spiking layer and sample, two O(n) traces:
     ``q[t] = lambda_pre q[t-1] + x[t]`` and
-    ``h[t] = lambda_post h[t-1] + psi(u[t-1])``; at every step ``t >= t_l``
+    ``h[t] = lambda_post h[t-1] + psi(u[t-1])`` with ``h[0] = 0`` (no past
+    membrane at t = 0, the authors' code; not psi(0)); at every step ``t >= t_l``
 
         dW += alpha_pre (m ⊙ psi(u[t])) ⊗ q[t] + alpha_post (m ⊙ h[t]) ⊗ x[t]
 
-    with the learning signal ``m[t]`` generated from the layer's *own*
-    spikes through a fixed square-wave matrix B. The readout learns from the
+    with the learning signal ``m[t]`` generated from the layer's block
+    output (or its own spikes, ``lsg_source``) through a fixed square-wave
+    matrix B. The readout learns from the
     per-step cross-entropy on detached inputs. Updates are summed over time
     and batch and applied once per batch by the model's optimizer. No tape
     spans two layers or two time steps; weight standardisation is chained
@@ -53,16 +55,24 @@ class TESS(LearningRule):
             the h trace (half the trace memory).
         lambda_pre, lambda_post: trace decays (spec 0.5, 0.2).
         t_l: first step that produces updates.
+        lsg_source: ``"block"`` (default): where a ``MaxPooling2D`` follows the
+            layer, the LSG pools the spikes after it and m reaches the neurons
+            through the max-pool's gradient (first maximum of each window in
+            row-major order); ``"layer"``: the layer's own spikes, before any
+            pool. See ``tess_keras.rules.lsg``. (S-TLLR ignores it.)
     """
 
     name = "tess"
 
-    def __init__(self, alpha_pre=1.0, alpha_post=1.0, lambda_pre=LAMBDA_PRE, lambda_post=LAMBDA_POST, t_l=0):
+    def __init__(
+        self, alpha_pre=1.0, alpha_post=1.0, lambda_pre=LAMBDA_PRE, lambda_post=LAMBDA_POST, t_l=0, lsg_source="block"
+    ):
         self.alpha_pre = float(alpha_pre)
         self.alpha_post = float(alpha_post)
         self.lambda_pre = float(lambda_pre)
         self.lambda_post = float(lambda_post)
         self.t_l = int(t_l)
+        self.lsg_source = check_lsg_source(lsg_source)
 
     def get_config(self):
         return {
@@ -71,6 +81,7 @@ class TESS(LearningRule):
             "lambda_pre": self.lambda_pre,
             "lambda_post": self.lambda_post,
             "t_l": self.t_l,
+            "lsg_source": self.lsg_source,
         }
 
     # S-TLLR overrides this to back-propagate the step's error instead.
@@ -78,9 +89,11 @@ class TESS(LearningRule):
         """One forward step plus each spiking layer's learning signal m[t]
         (times ``scale``, the mixed-float16 loss scale, when given)."""
         logits, new_states, records, features = model.forward_step(x_t, states, kernels, training=True)
+        layers = model.spiking_layers
+        pools = following_pools(model) if self.lsg_source == "block" else [None] * len(layers)
         signals = [
-            local_learning_signal(layer, record.spikes, basis, targets, scale)
-            for layer, record, basis in zip(model.spiking_layers, records, bases)
+            local_learning_signal(layer, record.spikes, basis, targets, scale, pool)
+            for layer, record, basis, pool in zip(layers, records, bases, pools)
         ]
         return logits, new_states, records, features, signals
 
@@ -110,6 +123,7 @@ class TESS(LearningRule):
                 model, x_t, states, kernels, targets, bases, scale
             )
             active = tf.cast(t >= self.t_l, tf.float32)
+            has_past = tf.cast(t > 0, tf.float32)  # h[0] = 0: no psi(u[-1]) at t = 0
             new_pre, new_post, new_updates = [], [], []
             for i, (layer, record, signal) in enumerate(zip(layers, records, signals)):
                 # Traces and updates stay float32 whatever the compute dtype.
@@ -118,7 +132,7 @@ class TESS(LearningRule):
                 sources = [q]
                 if use_post:
                     u_prev = states[i][0]
-                    h = self.lambda_post * post_traces[i] + neurons.surrogate(u_prev, layer.v_th)
+                    h = self.lambda_post * post_traces[i] + has_past * neurons.surrogate(u_prev, layer.v_th)
                     errors.append(self.alpha_post * signal * h)
                     sources.append(record.inputs)
                     new_post.append(h)
