@@ -54,7 +54,7 @@ def test_cifar10_from_each_place(cifar10_dir, where, monkeypatch, no_network):
     else:
         (keras_home / "datasets").mkdir(parents=True)
         make_archive(root / "src", "cifar-10-batches-py", keras_home / "datasets" / "cifar-10-batches-py.tar.gz")
-    splits = data.load_dataset("cifar10", data_dir)
+    splits = data.load_dataset("cifar10", data_dir, validation_fraction=0, allow_incomplete=True)
     assert splits.encoding == "direct" and splits.time_steps == 6 and splits.num_classes == 10
     assert splits.x_train.shape == (5 * PER_BATCH, 32, 32, 3) and splits.x_train.dtype == np.uint8
     assert splits.x_test.shape == (PER_BATCH, 32, 32, 3)
@@ -73,7 +73,7 @@ def test_cifar100_fine_labels(tmp_path, no_network):
     write_cifar_batch(folder / "train", train_images, train_labels, label_key="fine_labels")
     write_cifar_batch(folder / "test", train_images[:3], train_labels[:3], label_key="fine_labels")
     make_archive(tmp_path / "src", "cifar-100-python", tmp_path / "cifar-100-python.tar.gz")
-    splits = data.load_dataset("cifar100", tmp_path, time_steps=2)
+    splits = data.load_dataset("cifar100", tmp_path, time_steps=2, validation_fraction=0, allow_incomplete=True)
     assert splits.num_classes == 100 and splits.time_steps == 2 and splits.cutout == 8
     np.testing.assert_array_equal(splits.x_train, train_images)
     np.testing.assert_array_equal(splits.y_train, train_labels)
@@ -82,7 +82,7 @@ def test_cifar100_fine_labels(tmp_path, no_network):
 def test_pipeline_normalises_and_repeats_over_time(cifar10_dir, no_network):
     root, images, labels = cifar10_dir
     (root / "src" / "cifar-10-batches-py").rename(root / "cifar-10-batches-py")
-    splits = data.load_dataset("cifar10", root, time_steps=3)
+    splits = data.load_dataset("cifar10", root, time_steps=3, allow_incomplete=True)
     batches = list(data.make_tf_dataset(splits, "test", 4))
     x = np.concatenate([b[0].numpy() for b in batches])
     y = np.concatenate([b[1].numpy() for b in batches])

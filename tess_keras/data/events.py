@@ -3,13 +3,13 @@
 Each recording is read with tonic's own reader (``tonic.io.read_aedat4``,
 ``tonic.io.read_mnist_file``, or the array layout tonic's ``DVSGesture`` and
 ``SHD`` classes read), spatially downsampled with ``tonic.transforms.Downsample``
-and binned into T event-count frames with ``tonic.transforms.ToFrame``. The
-frames are stored channels-last ``[T, H, W, P]`` as ``uint8`` counts (clipped
+and binned into T event-count frames with every event in a frame
+(``tess_keras.data.binning``). The frames are stored channels-last ``[T, H, W, P]`` as ``uint8`` counts (clipped
 at 255) in the frame cache (``tess_keras.data.cache``).
 
 tonic's dataset *classes* are never instantiated: they download the dataset
-whenever their own file-count check fails. The files are enumerated here
-(``tess_keras.data.catalog``) and only tonic's readers and transforms are used.
+whenever their own file-count check fails. The files and labels come from the published folder layouts
+(``tess_keras.data.layout``) and only tonic's readers and transforms are used.
 
 Corrupt or truncated files are not skipped: the loader stops with a
 ``DatasetError`` that names the file, so a damaged download can never turn
@@ -25,8 +25,9 @@ import os
 
 import numpy as np
 
-from tess_keras.data import catalog
+from tess_keras.data import catalog, layout
 from tess_keras.data.base import DatasetError, DatasetSplits, resolve_data_dir
+from tess_keras.data.binning import frame_size, to_frames  # noqa: F401  (to_frames: used by the other loaders too)
 from tess_keras.data.cache import FrameCache
 
 log = logging.getLogger(__name__)
@@ -34,51 +35,6 @@ log = logging.getLogger(__name__)
 DVS_GESTURE_CLIP_US = 1_500_000  # the recipe's 1.5 s clip (20 frames of 75 ms at T = 20)
 SHD_DURATION_US = 1_000_000  # SHD digits last < 1 s; frames cover [0, 1 s)
 SHD_SIZE = (1, 140)  # 700 cochlea channels summed in groups of 5
-
-
-def frame_size(size):
-    """``size`` as ``(H, W)``: an int means a square."""
-    if isinstance(size, int):
-        return (size, size)
-    return tuple(int(v) for v in size)
-
-
-def to_frames(events, sensor_size, size, time_steps, time_window=None, start_time=None):
-    """Events -> ``uint8`` frames ``[T, H, W, P]`` (event counts per bin, clipped at 255).
-
-    Args:
-        events: tonic structured array (fields ``x``, ``t``, ``p`` and
-            optionally ``y``), sorted by time.
-        sensor_size: tonic's ``(W, H, P)`` of the recording.
-        size: target ``(H, W)``; coordinates are scaled with tonic's
-            ``Downsample`` (event counts of merged pixels add up).
-        time_steps: T.
-        time_window: bin length in microseconds starting at ``start_time``
-            (fixed-length clips); ``None`` splits the whole recording into T
-            equal time bins.
-        start_time: start of the first bin when ``time_window`` is given.
-    """
-    from tonic import transforms
-
-    height, width = size
-    sensor_width, sensor_height, polarities = sensor_size
-    if (width, height) != (sensor_width, sensor_height):
-        events = transforms.Downsample(sensor_size=sensor_size, target_size=(width, height))(events)
-    target = (width, height, polarities)
-    if time_window is None:
-        to_frame = transforms.ToFrame(sensor_size=target, n_time_bins=time_steps)
-    else:
-        to_frame = transforms.ToFrame(
-            sensor_size=target, time_window=time_window,
-            start_time=start_time, end_time=start_time + time_window * time_steps,
-        )
-    frames = to_frame(events)  # [T', P, H, W], or [T', P, W] without y
-    if frames.ndim == 3:
-        frames = frames[:, :, None, :]
-    out = np.zeros((time_steps, height, width, polarities), np.uint8)
-    count = min(time_steps, len(frames))
-    out[:count] = np.clip(frames[:count], 0, 255).transpose(0, 2, 3, 1)
-    return out
 
 
 def _check_events(events, path, width, height=None):
@@ -91,6 +47,10 @@ def _check_events(events, path, width, height=None):
     if bad.any():
         raise DatasetError(f"{path} has events outside the {width}x{height or 1} sensor; the file is corrupt "
                            "or from another dataset. Replace it with the original file.")
+    polarity = np.asarray(events["p"]).astype(np.int64)
+    if np.any((polarity < 0) | (polarity > 1)):
+        raise DatasetError(f"{path} has polarities other than 0 and 1; the file is corrupt or from another dataset. "
+                           "Replace it with the original file.")
     times = events["t"]
     if np.any(times[1:] < times[:-1]):
         events = events[np.argsort(times, kind="stable")]
@@ -221,27 +181,39 @@ def _cached_frames(data_dir, name, settings, sources, train, test, convert, time
     return arrays
 
 
-def _splits(name, arrays, num_classes, time_steps):
+def _splits(name, arrays, num_classes, time_steps, listing=None, ids=None, groups=None):
+    """The ``DatasetSplits`` of cached ``arrays``; ``listing`` (a ``layout.SampleList``) gives ids and counts."""
+    if listing is not None and ids is None:
+        ids = {"train": listing.ids("train"), "test": listing.ids("test")}
     return DatasetSplits(
         name=name, x_train=arrays["x_train"], y_train=arrays["y_train"], x_test=arrays["x_test"],
         y_test=arrays["y_test"], num_classes=num_classes, time_steps=time_steps,
         encoding="frames", augmentation="crop" if name in ("cifar10-dvs", "dvs-gesture") else "none",
+        ids_train=None if ids is None else np.asarray(ids["train"]),
+        ids_test=None if ids is None else np.asarray(ids["test"]),
+        groups_train=None if groups is None else np.asarray(groups),
+        skipped=dict(listing.skipped) if listing is not None else {},
+        incomplete=list(listing.incomplete) if listing is not None else [],
     )
 
 
-def cifar10_dvs_split(files, test_fraction=0.1):
-    """The recipe's 90/10 split per class: the last 10% of each class (natural file order) is the test set."""
+def cifar10_dvs_split(samples, test_fraction=0.1):
+    """The recipe's 90/10 split per class: the last 10% of each class (natural file order) is the test set.
+
+    Args:
+        samples: ``[(path, label)]`` in natural file order (``layout.cifar10_dvs_samples(...).train``).
+    """
     train, test = [], []
-    for label, class_name in enumerate(catalog.CIFAR10_DVS_CLASSES):
-        paths = files[class_name]  # natural file order
-        n_test = max(1, round(len(paths) * test_fraction)) if len(paths) > 1 else 0
-        cut = len(paths) - n_test
-        train += [(p, label) for p in paths[:cut]]
-        test += [(p, label) for p in paths[cut:]]
+    for label in range(len(catalog.CIFAR10_DVS_CLASSES)):
+        members = [item for item in samples if item[1] == label]
+        n_test = max(1, round(len(members) * test_fraction)) if len(members) > 1 else 0
+        cut = len(members) - n_test
+        train += members[:cut]
+        test += members[cut:]
     return train, test
 
 
-def load_cifar10_dvs(data_dir=None, time_steps=10, seed=0, size=48):
+def load_cifar10_dvs(data_dir=None, time_steps=10, seed=0, size=48, allow_incomplete=False):
     """CIFAR10-DVS: 128x128 recordings -> T frames of ``size``, 90/10 split per class.
 
     Args:
@@ -249,31 +221,21 @@ def load_cifar10_dvs(data_dir=None, time_steps=10, seed=0, size=48):
         time_steps: T equal time bins over each recording (recipe: 10).
         seed: unused (the split is fixed by file order); kept for a uniform signature.
         size: frame side or ``(H, W)`` (recipe: 48).
+        allow_incomplete: accept missing class folders (recorded in ``incomplete``).
     """
     data_dir = resolve_data_dir(data_dir)
-    files = catalog.cifar10_dvs_files(data_dir)
-    train, test = cifar10_dvs_split(files)
+    listing = layout.cifar10_dvs_samples(data_dir, allow_incomplete)
+    listing.train, listing.test = cifar10_dvs_split(listing.train)
     size = frame_size(size)
     settings = {"T": time_steps, "size": size}
-    sources = [p for paths in files.values() for p in paths]
-
     convert = functools.partial(_cifar10_dvs_frames, size=size, time_steps=time_steps)
-    arrays = _cached_frames(data_dir, "cifar10-dvs", settings, sources, train, test, convert, time_steps, size, 2)
-    return _splits("cifar10-dvs", arrays, 10, time_steps)
+    arrays = _cached_frames(data_dir, "cifar10-dvs", settings, listing.files(), listing.train, listing.test,
+                            convert, time_steps, size, 2)
+    return _splits("cifar10-dvs", arrays, 10, time_steps, listing)
 
 
-def _gesture_label(path):
-    try:
-        label = int(path.stem)
-    except ValueError:
-        label = -1
-    if not 0 <= label < catalog.DVS_GESTURE_CLASSES:
-        raise DatasetError(f"{path}: DVS Gesture samples are named <label>.npy with <label> 0-10; "
-                           "this file does not belong to tonic's DVS Gesture archives.")
-    return label
-
-
-def load_dvs_gesture(data_dir=None, time_steps=20, seed=0, size=32, clip_us=DVS_GESTURE_CLIP_US):
+def load_dvs_gesture(data_dir=None, time_steps=20, seed=0, size=32, clip_us=DVS_GESTURE_CLIP_US,
+                     allow_incomplete=False):
     """DVS Gesture: the first ``clip_us`` of each sample in T frames of ``clip_us / T``.
 
     Args:
@@ -282,20 +244,20 @@ def load_dvs_gesture(data_dir=None, time_steps=20, seed=0, size=32, clip_us=DVS_
         seed: unused (tonic's train/test folders are the split).
         size: frame side or ``(H, W)`` (recipe: 32).
         clip_us: clip length in microseconds (recipe: 1.5 s).
+        allow_incomplete: accept missing gestures (recorded in ``incomplete``).
     """
     data_dir = resolve_data_dir(data_dir)
-    files = catalog.dvs_gesture_files(data_dir)
-    train = [(p, _gesture_label(p)) for p in files["train"]]
-    test = [(p, _gesture_label(p)) for p in files["test"]]
+    listing = layout.dvs_gesture_samples(data_dir, allow_incomplete)
     size = frame_size(size)
     settings = {"T": time_steps, "size": size, "clip_us": clip_us}
     convert = functools.partial(_dvs_gesture_frames, size=size, time_steps=time_steps, window=clip_us / time_steps)
-    arrays = _cached_frames(data_dir, "dvs-gesture", settings, files["train"] + files["test"], train, test,
+    arrays = _cached_frames(data_dir, "dvs-gesture", settings, listing.files(), listing.train, listing.test,
                             convert, time_steps, size, 2)
-    return _splits("dvs-gesture", arrays, catalog.DVS_GESTURE_CLASSES, time_steps)
+    return _splits("dvs-gesture", arrays, catalog.DVS_GESTURE_CLASSES, time_steps, listing,
+                   groups=listing.groups_train)
 
 
-def load_nmnist(data_dir=None, time_steps=10, seed=0, size=34):
+def load_nmnist(data_dir=None, time_steps=10, seed=0, size=34, allow_incomplete=False):
     """N-MNIST: each 300 ms recording (three saccades) in T equal time bins, 34x34x2.
 
     Args:
@@ -303,16 +265,15 @@ def load_nmnist(data_dir=None, time_steps=10, seed=0, size=34):
         time_steps: T (default 10: about 30 ms per bin over the three saccades).
         seed: unused (the Train/Test folders are the split).
         size: frame side or ``(H, W)`` (default: the 34x34 sensor).
+        allow_incomplete: accept missing digit folders (recorded in ``incomplete``).
     """
     data_dir = resolve_data_dir(data_dir)
-    files = catalog.nmnist_files(data_dir)
-    train = [(p, int(p.parent.name)) for p in files["train"]]
-    test = [(p, int(p.parent.name)) for p in files["test"]]
+    listing = layout.nmnist_samples(data_dir, allow_incomplete)
     size = frame_size(size)
     convert = functools.partial(_nmnist_frames, size=size, time_steps=time_steps)
-    arrays = _cached_frames(data_dir, "nmnist", {"T": time_steps, "size": size}, files["train"] + files["test"],
-                            train, test, convert, time_steps, size, 2)
-    return _splits("nmnist", arrays, 10, time_steps)
+    arrays = _cached_frames(data_dir, "nmnist", {"T": time_steps, "size": size}, listing.files(),
+                            listing.train, listing.test, convert, time_steps, size, 2)
+    return _splits("nmnist", arrays, 10, time_steps, listing)
 
 
 def _read_shd(path):
@@ -378,4 +339,6 @@ def load_shd(data_dir=None, time_steps=20, seed=0, size=SHD_SIZE):
                 _fill_parallel(out[f"x_{subset}"], samples, convert)
 
         arrays = cache.build(shapes, fill)
-    return _splits("shd", arrays, 20, time_steps)
+    ids = {subset: [f"SHD/{files[subset].name}[{index}]" for index in range(len(arrays[f"y_{subset}"]))]
+           for subset in ("train", "test")}
+    return _splits("shd", arrays, 20, time_steps, ids=ids)
