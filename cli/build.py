@@ -1,23 +1,28 @@
 """``tess build``."""
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from tess_keras.cli import picking
 from tess_keras.cli.app import app, console, fail
+from tess_keras.export.boards import names_for_help
 
 
 @app.command()
 def build(
-    out_dir: Path = typer.Argument(..., help="Directory written by `tess export`."),
+    out_dir: Optional[Path] = typer.Argument(
+        None, help="Directory written by `tess export` (default: the most recent export under runs/)."
+    ),
     board: str = typer.Option(
-        None, help="mps2-an386, mps2-an500, mps2-an505, mps3-an547, nucleo-f446re, nrf52840-dk or host "
-        "(default: the board tess export recorded)."
+        None, help=f"{names_for_help()} or host (default: the board tess export recorded)."
     ),
 ):
     """Compile the exported network and the demo app into firmware (OUT_DIR/build/BOARD)."""
     from tess_keras.export.build import FirmwareError, build as build_firmware
 
+    out_dir = picking.pick_export(out_dir, "build")
     try:
         result = build_firmware(out_dir, board)
     except FirmwareError as error:

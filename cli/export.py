@@ -1,19 +1,54 @@
 """``tess export``."""
 
+import contextlib
+import signal
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from tess_keras.cli import picking
 from tess_keras.cli.app import app, console, fail
+from tess_keras.export.boards import names_for_help
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM ends the export like Ctrl-C: the temporary folder is removed, OUT_DIR stays as it was."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. a test runner): nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _learn_layers(learn):
+    names = [n.strip() for n in learn.split(",") if n.strip()]
+    if names == ["all"]:
+        return None
+    if names == ["none"] or not names:
+        return []
+    return names
 
 
 @app.command("export")
 def export_command(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `tess train` (holds model.keras)."),
+    run_dir: Optional[Path] = typer.Argument(
+        None, help="Run directory written by `tess train` (holds model.keras); default: the most recent finished "
+        "run under runs/."
+    ),
     target: str = typer.Option("cortex-m4", help="cortex-m4, cortex-m7, cortex-m33, cortex-m55 or host."),
     board: str = typer.Option(
-        None, help="Board preset whose flash/RAM the model must fit (default: the target's QEMU board): mps2-an386, "
-        "mps2-an500, mps2-an505, mps3-an547, nucleo-f446re, nrf52840-dk, stm32f746g-disco."
+        None, help=f"Board whose flash/RAM the model must fit, recorded for tess build (default: the target's QEMU "
+        f"board): {names_for_help()}."
     ),
     learn: str = typer.Option("all", help="Comma-separated layers that keep learning on the device, 'all' or 'none'."),
     learning_rate: float = typer.Option(
@@ -27,28 +62,37 @@ def export_command(
     ),
     evaluate: int = typer.Option(0, min=0, help="Held-out samples for the accuracies (0: the whole test split)."),
     data_dir: str = typer.Option("", envvar="TESS_DATA_DIR", help="Where datasets live (default: the run's)."),
-    out: Path = typer.Option(..., help="Directory to write (new, or a previous export's)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Directory to write (new, empty or a previous export's; default RUN_DIR/export-TARGET)."
+    ),
 ):
     """Export a trained network: int8 TFLite-Micro model, generated C++ engine with on-device TESS
     learning, demo data and a memory/accuracy report (OUT_DIR/report.json)."""
+    run_dir = picking.pick_run(run_dir)
+    if out is None:
+        out = picking.default_export_dir(run_dir, target)
+    _export_firmware(run_dir, out, target, board, _learn_layers(learn), learning_rate, representative, demo_learn,
+                     demo_test, demo_epochs, evaluate, data_dir)
+
+
+def _export_firmware(run_dir, out, target, board, layers, learning_rate, representative, demo_learn, demo_test,
+                     demo_epochs, evaluate, data_dir):
+    """The firmware export (every target but the interchange formats) and its summary lines."""
     from tess_keras.export.exporter import export
     from tess_keras.export.spec import ExportError
 
-    names = [n.strip() for n in learn.split(",") if n.strip()]
-    if names == ["all"]:
-        layers = None
-    elif names == ["none"] or not names:
-        layers = []
-    else:
-        layers = names
     try:
-        report = export(
-            run_dir, out, target=target, board=board, learn=layers, learning_rate=learning_rate,
-            data_dir=data_dir or None, representative=representative, demo_learn=demo_learn, demo_test=demo_test,
-            demo_epochs=demo_epochs, evaluate=evaluate or None, console=console,
-        )
+        with _sigterm_as_interrupt():
+            report = export(
+                run_dir, out, target=target, board=board, learn=layers, learning_rate=learning_rate,
+                data_dir=data_dir or None, representative=representative, demo_learn=demo_learn, demo_test=demo_test,
+                demo_epochs=demo_epochs, evaluate=evaluate or None, console=console,
+            )
     except ExportError as error:
         fail(str(error))
+    except KeyboardInterrupt:
+        console.print(f"[bold yellow]Interrupted[/]: nothing was written; {out} was left as it was.")
+        raise typer.Exit(130)
     demo = report["demo"]
     console.print(
         f"accuracy on {report['test_samples']} held-out samples: keras {report['keras_accuracy']:.4f}, "

@@ -1,16 +1,23 @@
 """``tess simulate``."""
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from tess_keras.cli import picking
 from tess_keras.cli.app import app, console, fail
+from tess_keras.export.boards import names_for_help
 
 
 @app.command()
 def simulate(
-    out_dir: Path = typer.Argument(..., help="Directory written by `tess export`."),
-    board: str = typer.Option(None, help="QEMU board: mps2-an386, mps2-an500, mps2-an505 or mps3-an547."),
+    out_dir: Optional[Path] = typer.Argument(
+        None, help="Directory written by `tess export` (default: the most recent export under runs/)."
+    ),
+    board: str = typer.Option(
+        None, help=f"QEMU board: {names_for_help('qemu')} (default: the board tess export recorded)."
+    ),
     timeout: float = typer.Option(300.0, min=1.0, help="Seconds QEMU may run."),
     host_check: bool = typer.Option(True, help="Also run the host build and compare bit for bit."),
 ):
@@ -18,6 +25,7 @@ def simulate(
     from tess_keras.export.build import FirmwareError
     from tess_keras.export.simulate import simulate as run_simulation
 
+    out_dir = picking.pick_export(out_dir, "simulate")
     try:
         summary = run_simulation(out_dir, board, timeout, on_line=print, compare_with_host=host_check)
     except FirmwareError as error:

@@ -14,14 +14,14 @@ compiler: its result line is the bit-exact reference for the firmware.
 import dataclasses
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from tess_keras.export.boards import DEFAULT_BOARD
+from tess_keras.export import boards as board_table
+from tess_keras.export.boards import FIRMWARE_DIR
+from tess_keras.export.outdir import read_manifest
 
-FIRMWARE_DIR = Path(os.environ.get("TESS_FIRMWARE_DIR", Path(__file__).resolve().parent.parent / "firmware"))
 HOST_BOARD = "host"
 ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"
 ENGINE_FILES = ("tess_engine.h", "tess_engine.cc", "demo_data.h", "demo_data.cc")
@@ -50,9 +50,17 @@ class BuildResult:
     sizes: dict
 
 
+def _boards():
+    try:
+        return board_table.all_boards()
+    except board_table.BoardTableError as error:
+        raise FirmwareError(str(error)) from None
+
+
 def load_boards():
-    """Returns the board table (firmware/boards/boards.json) as a dict."""
-    return json.loads((FIRMWARE_DIR / "boards" / "boards.json").read_text())
+    """The board table (``tess_keras.export.boards``, the one export also reads) as
+    ``{name: boards.json entry}``."""
+    return {name: board.spec for name, board in _boards().items()}
 
 
 def board_memory(board):
@@ -64,13 +72,8 @@ def board_memory(board):
     Returns:
         ``{"flash_limit": int, "ram_limit": int}``.
     """
-    script = (FIRMWARE_DIR / "boards" / board / "memory.ld").read_text()
-    limits = {}
-    for region in ("FLASH", "RAM"):
-        match = re.search(rf"^\s*{region}\s*\([^)]*\)\s*:.*LENGTH\s*=\s*(\d+)\s*([KM]?)", script, re.MULTILINE)
-        value, unit = int(match.group(1)), match.group(2)
-        limits[f"{region.lower()}_limit"] = value * {"": 1, "K": 1024, "M": 1024 * 1024}[unit]
-    return limits
+    preset = _boards()[board]
+    return {"flash_limit": preset.flash_bytes, "ram_limit": preset.ram_bytes}
 
 
 def check_engine_dir(out_dir):
@@ -86,26 +89,50 @@ def check_engine_dir(out_dir):
         )
 
 
+def exported_board(out_dir):
+    """The board ``tess export`` wrote OUT_DIR for: its manifest's (or, for exports
+    without one, report.json's) ``board``; "host" for a host export.
+
+    Raises:
+        FirmwareError: the export records no board, or one the board table lacks.
+    """
+    out_dir = Path(out_dir)
+    record = read_manifest(out_dir)
+    if record is None:
+        try:
+            record = json.loads((out_dir / "report.json").read_text())
+        except (OSError, ValueError):
+            record = None
+    if not isinstance(record, dict) or "board" not in record:
+        raise FirmwareError(
+            f"{out_dir} does not record the board it was exported for. Pass --board, or export it again with "
+            f"`tess export RUN_DIR --target cortex-m4 --out {out_dir}`."
+        )
+    if record["board"] is None:
+        return HOST_BOARD
+    boards = _boards()
+    board = str(record["board"]).lower()
+    if board not in boards:
+        raise FirmwareError(
+            f"{out_dir} was exported for board {board!r}, which the firmware does not support (boards: "
+            f"{', '.join(boards)}). Export it again with --board set to one of them."
+        )
+    return board
+
+
 def resolve_board(out_dir, board=None):
     """The board to build for: ``board`` if given, else the one ``tess export`` recorded.
 
     Args:
-        out_dir: the export directory (its report.json names board and target).
+        out_dir: the export directory.
         board: a board name, or None.
 
     Returns:
         A key of the board table, or "host".
     """
-    boards = load_boards()
     if board is None:
-        report_path = Path(out_dir) / "report.json"
-        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-        recorded = str(report.get("board") or "").lower()
-        if recorded in boards:
-            board = recorded
-        else:
-            # The QEMU board of the exported core (a host export runs on the Cortex-M4 one).
-            board = DEFAULT_BOARD.get(str(report.get("target") or "").lower()) or "mps2-an386"
+        return exported_board(out_dir)
+    boards = _boards()
     board = board.lower()
     if board != HOST_BOARD and board not in boards:
         raise FirmwareError(f"unknown board {board!r}; choose one of: {', '.join([*boards, HOST_BOARD])}.")

@@ -8,12 +8,13 @@ OUT_DIR receives:
 - ``demo_data.h/.cc``: the on-device learning demo's samples.
 - ``report.json``: accuracies, memory table, board, Q-formats.
 
-Everything is written into a temporary sibling directory first and moved
-into place at the end, so a failed export leaves OUT_DIR as it was.
+Everything is written into a temporary sibling directory first and swapped
+into place at the end (``export/outdir.py``), so a failed or killed export
+leaves OUT_DIR as it was; OUT_DIR is replaced only when it is a previous
+export (its ``.tess-export.json`` manifest lists the files it wrote).
 """
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tess_keras.export import boards as board_presets
-from tess_keras.export import budget, codegen, demo, tflm
+from tess_keras.export import budget, codegen, demo, outdir, tflm
 from tess_keras.export.golden import GoldenEngine, run_samples
 from tess_keras.export.spec import ExportError, build_spec
 
@@ -30,12 +31,6 @@ from tess_keras.export.spec import ExportError, build_spec
 # one pass more.
 DEFAULT_LEARNING_RATE = {"direct": 0.005, "frames": 0.0025}
 DEFAULT_DEMO_EPOCHS = {"direct": 2, "frames": 3}
-OUTPUT_FILES = {
-    "tess_engine.h", "tess_engine.cc", "tess_runtime.h", "model.tflite", "model_data.h", "model_data.cc",
-    "demo_data.h", "demo_data.cc", "report.json",
-}
-# What `tess build` / `tess simulate` add to an export directory.
-DERIVED_ENTRIES = {"build", "simulate.json", "host_harness", "host_harness.cc"}
 Q_FORMATS = {
     "input": "int8, real = q * input_scale",
     "weights": "int8 [-127, 127], per output channel (readout per tensor)",
@@ -70,29 +65,41 @@ def load_run(run_dir):
 
 
 def check_out_dir(out_dir):
-    """Refuse an OUT_DIR that holds anything but a previous export's files."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir} is a file; choose a directory for --out.")
-    if out_dir.is_dir():
-        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUT_FILES | DERIVED_ENTRIES)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-            raise ExportError(
-                f"{out_dir} already holds files that `tess export` did not write ({shown}); it will not overwrite "
-                f"them. Choose an empty or new --out directory."
-            )
+    """Refuse an OUT_DIR that is not new, empty or a previous export of unchanged files.
+
+    Also removes the temporary folders a killed export left next to it.
+
+    Args:
+        out_dir: the --out directory.
+    """
+    try:
+        outdir.check_replaceable(out_dir)
+        outdir.clean_leftovers(out_dir)
+    except outdir.OutDirError as error:
+        raise ExportError(str(error)) from None
+    except OSError as error:
+        raise ExportError(f"cannot use {out_dir}: {error.strerror or error}. Choose another --out.") from None
 
 
 def resolve_board(target, board):
-    if target not in board_presets.TARGETS:
-        raise ExportError(f"unknown --target {target!r}; choose one of: {', '.join(board_presets.TARGETS)}.")
+    """The board preset an export is for (None for the host).
+
+    Args:
+        target: a ``--target`` value.
+        board: a board name, or None for the target's QEMU board.
+    """
+    try:
+        targets, boards = board_presets.targets(), board_presets.all_boards()
+    except board_presets.BoardTableError as error:
+        raise ExportError(str(error)) from None
+    if target not in targets:
+        raise ExportError(f"unknown --target {target!r}; choose one of: {', '.join(targets)}.")
     if board is None:
-        name = board_presets.DEFAULT_BOARD[target]
-        return board_presets.get_board(name) if name else None
+        name = board_presets.default_boards()[target]
+        return boards[name] if name else None
     preset = board_presets.get_board(board)
     if preset is None:
-        raise ExportError(f"unknown --board {board!r}; choose one of: {', '.join(board_presets.BOARDS)}.")
+        raise ExportError(f"unknown --board {board!r}; choose one of: {', '.join(boards)}.")
     if target != "host" and preset.target != target:
         raise ExportError(f"board {preset.name} has a {preset.target}, not a {target}; pass --target {preset.target}.")
     return preset
@@ -200,11 +207,10 @@ def export(
     demo_eval.weights, demo_eval.bias = learner.weights, learner.bias
     after = _accuracy(run_samples(demo_eval, demo_set["test_x"], frames=True), demo_set["test_y"])
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 is not what a project directory wants
+    try:
+        tmp = outdir.make_temporary(out_dir)
+    except OSError as error:
+        raise ExportError(f"cannot write next to {out_dir}: {error.strerror or error}. Choose another --out.") from None
     try:
         codegen.write_engine(spec, tmp, source=str(Path(run_dir) / "model.keras"))
         tflm.write_model_data(model_bytes, tmp)
@@ -250,7 +256,17 @@ def export(
             "host_bit_exact": host_check,
         }
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        _replace_dir(tmp, out_dir)
+        outdir.write_manifest(tmp, target=target, board=report["board"], run_dir=str(Path(run_dir).resolve()))
+        outdir.swap_into_place(tmp, out_dir)
+    except outdir.OutDirError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(str(error)) from None
+    except OSError as error:  # e.g. the disk filled up: nothing half-written stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(
+            f"writing the export failed: {error.strerror or error}{f' ({error.filename})' if error.filename else ''}. "
+            f"{out_dir} was left as it was; free some space or choose another --out."
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -275,18 +291,3 @@ def _verify_host(spec, directory, demo_set, samples=8):
     if mismatch:
         raise ExportError(f"internal: the host build of the engine differs from the golden model ({mismatch}).")
     return True
-
-
-def _replace_dir(tmp, out_dir):
-    """Move the finished export into place; keep derived build outputs out of the way."""
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.rename(out_dir, old / "previous")
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            os.rename(old / "previous", out_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out_dir)

@@ -34,12 +34,12 @@ def connected_probes():
     return [probe.unique_id for probe in probes]
 
 
-def flash(out_dir, board, probe=None):
+def flash(out_dir, board=None, probe=None):
     """Builds the firmware for a real board and programs it.
 
     Args:
         out_dir: directory written by ``tess export``.
-        board: a real board (nucleo-f446re, nrf52840-dk).
+        board: a real board (nucleo-f446re, nrf52840-dk); None takes the one the export recorded.
         probe: unique id of the probe to use when several are connected.
 
     Returns:
