@@ -104,6 +104,8 @@ class SpikingSpec:
     trace_frac: int = 13
     grad_shift: int = GRAD_SHIFT
     lsg_pool: int = 1
+    lsg_from: str = None  # name of the PoolSpec whose output the LSG reads (lsg_source "block"); None: own spikes
+    lsg_shape: tuple = None  # shape of the spike map the LSG pools (out_shape, or the pool's out_shape)
     lsg_cell: tuple = (1, 1)  # rows, cols of one pooling cell
     lsg_size: int = 1  # n
     lsg_sign: np.ndarray = None  # int8 [C, n] in {-1, 0, 1}
@@ -179,6 +181,7 @@ class EngineSpec:
     learning_rate: float
     seed: int = 0x7E55
     t_l: int = 0
+    lsg_source: str = "block"  # the training rule's: "block" (after a following max-pool) or "layer"
 
     @property
     def input_size(self):
@@ -217,6 +220,14 @@ def _window_output(size, window, stride, padding):
     return (size - window) // stride + 1, 0
 
 
+def _pool_output(pool, shape):
+    """(H', W', C) of a Keras ``MaxPooling2D`` on an [H, W, C] map."""
+    h, w, c = shape
+    oh, _ = _window_output(h, pool.pool_size[0], pool.strides[0], pool.padding)
+    ow, _ = _window_output(w, pool.pool_size[1], pool.strides[1], pool.padding)
+    return (oh, ow, c)
+
+
 def _quantize_weights_per_channel(kernel):
     """Symmetric int8 per output channel (last axis)."""
     flat = kernel.reshape(-1, kernel.shape[-1])
@@ -246,6 +257,12 @@ def _rule_constants(rule):
             raise ExportError(f"the model's learning rule has {name}={value:g}; the engine needs 0 <= lambda < 1.")
         constants[name] = to_q(value, Q15)
     constants["t_l"] = int(getattr(source, "t_l", 0))
+    constants["lsg_source"] = getattr(source, "lsg_source", defaults.lsg_source)
+    if constants["lsg_source"] not in ("block", "layer"):
+        raise ExportError(
+            f"the model's learning rule has lsg_source={constants['lsg_source']!r}; the engine supports 'block' or "
+            f"'layer'. Retrain with --lsg-source block or layer."
+        )
     return constants
 
 
@@ -297,8 +314,9 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
     input_shape = shape
     layers = []
     spikes = False  # does the current tensor hold binary spikes?
-    for block in blocks:
+    for index, block in enumerate(blocks):
         kind = type(block).__name__
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
         if isinstance(block, (SpikingConv2D, SpikingDense)):
             if not spikes and layers:
                 raise ExportError(f"layer {block.name} ({kind}) follows a non-spiking layer on analog values; "
@@ -314,19 +332,26 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
                 out_shape = (oh, ow, block.filters)
                 geometry = dict(kind="conv", kernel_size=k, stride=s, pad=(pt, pl))
                 pool = block.lsg_pool
-                if oh % pool or ow % pool:
+                lsg_from, lsg_shape = None, out_shape
+                if rule["lsg_source"] == "block" and isinstance(following, keras.layers.MaxPooling2D):
+                    lsg_from, lsg_shape = following.name, _pool_output(following, out_shape)
+                lh, lw = lsg_shape[:2]
+                if lh % pool or lw % pool:
+                    read = f"the {lh}x{lw} output of its max-pool {lsg_from}" if lsg_from else f"its {lh}x{lw} spike map"
                     raise ExportError(
-                        f"layer {block.name} (SpikingConv2D): its {oh}x{ow} spike map is not divisible by "
-                        f"lsg_pool={pool}; the engine's learning signal needs equal pooling cells. "
-                        f"Use an lsg_pool that divides {oh} and {ow}."
+                        f"layer {block.name} (SpikingConv2D): its learning signal pools {read}, which is not "
+                        f"divisible by lsg_pool={pool}; the engine's learning signal needs equal pooling cells. "
+                        f"Use an lsg_pool that divides {lh} and {lw}"
+                        + (", or train with --lsg-source layer." if lsg_from else ".")
                     )
-                cell = (oh // pool, ow // pool)
+                cell = (lh // pool, lw // pool)
             else:
                 if len(shape) != 1:
                     raise ExportError(f"layer {block.name} (SpikingDense) needs a flat input; add a Flatten before it.")
                 out_shape = (block.units,)
                 geometry = dict(kind="dense")
                 pool, cell = 1, (1, 1)
+                lsg_from, lsg_shape = None, out_shape
             analog = not layers
             q, w_scale = _quantize_weights_per_channel(kernel)
             in_unit = input_scale if analog else 1.0
@@ -349,6 +374,12 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
             )
             if block.v_th * 2 >= 16 or not 0 <= block.gamma < 1:
                 raise ExportError(f"layer {block.name}: v_th={block.v_th} / gamma={block.gamma} do not fit the Q4.11 membrane.")
+            if getattr(block, "reset", "subtract") != "subtract":
+                raise ExportError(
+                    f"layer {block.name} uses reset={block.reset!r}; the on-device engine implements the spec's "
+                    "soft reset before the leak (reset='subtract') only. Re-import the network with --reset subtract "
+                    "and fine-tune it, or export it with --target nir."
+                )
             if learns:
                 n = block.lsg_size
                 spec.lambda_pre = rule["lambda_pre"]
@@ -357,6 +388,7 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
                 spec.alpha_post = rule["alpha_post"]
                 spec.trace_frac = _trace_frac(127.0 if analog else 1.0, spec.lambda_pre)
                 spec.lsg_pool, spec.lsg_cell, spec.lsg_size = pool, cell, n
+                spec.lsg_from, spec.lsg_shape = lsg_from, tuple(lsg_shape)
                 sign = np.sign(square_wave_basis(num_classes, n)).astype(np.int8)
                 if np.any(sign[:, 1:] == 0):
                     raise ExportError(f"layer {block.name}: the LSG matrix has zeros outside column 0 (n={n}).")
@@ -374,12 +406,14 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
             if not spikes:
                 raise ExportError(f"layer {block.name} (MaxPooling2D) on analog input is not supported; "
                                   "put it after a spiking layer.")
+            if len(shape) != 3 or getattr(block, "data_format", "channels_last") != "channels_last":
+                raise ExportError(f"layer {block.name} (MaxPooling2D) needs a channels-last [H, W, C] spike map.")
             ph, pw = block.pool_size
             sh, sw = block.strides
             h, w, c = shape
-            oh, pt = _window_output(h, ph, sh, block.padding)
-            ow, pl = _window_output(w, pw, sw, block.padding)
-            out_shape = (oh, ow, c)
+            _, pt = _window_output(h, ph, sh, block.padding)
+            _, pl = _window_output(w, pw, sw, block.padding)
+            out_shape = _pool_output(block, shape)
             layers.append(PoolSpec(block.name, shape, out_shape, (ph, pw), (sh, sw), (pt, pl)))
             shape = out_shape
         elif isinstance(block, keras.layers.Flatten):
@@ -436,4 +470,5 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
         learning_rate=float(learning_rate),
         seed=int(seed),
         t_l=rule["t_l"],
+        lsg_source=rule["lsg_source"],
     )

@@ -3,6 +3,12 @@
     u[t] = gamma * (u[t-1] - v_th * o[t-1]) + I[t]
     o[t] = Heaviside(u[t] - v_th)
 
+Two further reset variants (``reset=``) exist for networks imported from
+other frameworks (snnTorch's ``Leaky``; NIR's LIF), all firing on ``>=``:
+
+    "subtract_after_leak":  u[t] = gamma * u[t-1] + I[t] - v_th * o[t-1]
+    "zero":                 u[t] = gamma * (1 - o[t-1]) * u[t-1] + I[t]
+
 The spike's derivative is replaced by the triangular surrogate
 ``psi(u) = 0.3 * max(1 - |u - v_th|, 0)`` (the paper's "secondary
 activation"), used by every learning rule.
@@ -13,6 +19,7 @@ import tensorflow as tf
 GAMMA = 0.5
 V_TH = 0.6
 SURROGATE_SCALE = 0.3
+RESETS = ("subtract", "subtract_after_leak", "zero")
 
 
 def surrogate(u, v_th=V_TH):
@@ -35,7 +42,29 @@ def spike(u, v_th=V_TH):
     return _spike(u)
 
 
-def lif_step(u_prev, o_prev, current, gamma=GAMMA, v_th=V_TH):
-    """One soft-reset LIF step. Returns ``(u, o)``."""
-    u = gamma * (u_prev - v_th * o_prev) + current
+def check_reset(reset):
+    """``reset`` if it names a reset variant, else ``ValueError``."""
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {', '.join(RESETS)}; got {reset!r}")
+    return reset
+
+
+def lif_step(u_prev, o_prev, current, gamma=GAMMA, v_th=V_TH, reset="subtract"):
+    """One LIF step. Returns ``(u, o)``.
+
+    Args:
+        u_prev, o_prev: membrane and spikes of the previous step.
+        current: input current ``I[t]``.
+        gamma, v_th: leak factor and threshold.
+        reset: ``"subtract"`` (the spec's soft reset before the leak),
+            ``"subtract_after_leak"`` (snnTorch's ``Leaky``) or ``"zero"``.
+    """
+    if reset == "subtract":
+        u = gamma * (u_prev - v_th * o_prev) + current
+    elif reset == "subtract_after_leak":
+        u = (gamma * u_prev + current) - v_th * o_prev
+    elif reset == "zero":
+        u = gamma * ((1.0 - o_prev) * u_prev) + current
+    else:
+        check_reset(reset)
     return u, spike(u, v_th)

@@ -27,6 +27,8 @@ class SpikingLayer(keras.layers.Layer):
             layer's spikes before its learning-signal generator (conv layers;
             ignored for dense layers).
         kernel_initializer: defaults to Kaiming-normal (fan_out).
+        reset: the neuron's reset (``tess_keras.neurons.RESETS``); the
+            spec's ``"subtract"`` (before the leak) unless imported.
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class SpikingLayer(keras.layers.Layer):
         weight_standardization=True,
         lsg_pool=2,
         kernel_initializer=None,
+        reset="subtract",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -43,6 +46,7 @@ class SpikingLayer(keras.layers.Layer):
         self.v_th = float(v_th)
         self.weight_standardization = bool(weight_standardization)
         self.lsg_pool = int(lsg_pool)
+        self.reset = neurons.check_reset(reset)
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer
             or keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
@@ -72,7 +76,7 @@ class SpikingLayer(keras.layers.Layer):
     def call(self, inputs, state):
         u_prev, o_prev = state
         current = self.synapse(inputs, self.effective_kernel())
-        u, o = neurons.lif_step(u_prev, o_prev, current, self.gamma, self.v_th)
+        u, o = neurons.lif_step(u_prev, o_prev, current, self.gamma, self.v_th, self.reset)
         return o, (u, o)
 
     # -- learning-signal generation ---------------------------------------
@@ -93,6 +97,7 @@ class SpikingLayer(keras.layers.Layer):
             weight_standardization=self.weight_standardization,
             lsg_pool=self.lsg_pool,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            reset=self.reset,
         )
         return config
 

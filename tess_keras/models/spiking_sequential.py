@@ -123,7 +123,7 @@ class SpikingSequential(keras.Model):
                 compute = layer.compute_dtype
                 current = layer.synapse(tf.cast(h, compute), tf.cast(kernels[spiking_index], compute))
                 current = tf.cast(current, u_prev.dtype)
-                u, o = neurons.lif_step(u_prev, o_prev, current, layer.gamma, layer.v_th)
+                u, o = neurons.lif_step(u_prev, o_prev, current, layer.gamma, layer.v_th, layer.reset)
                 records.append(StepRecord(h, u, o))
                 new_states.append((u, o))
                 spiking_index += 1
