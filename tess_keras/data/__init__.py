@@ -16,12 +16,15 @@ from tess_keras.data.cifar import load_cifar10, load_cifar100
 from tess_keras.data.digits import load_digits
 from tess_keras.data.digits_dvs import load_digits_dvs
 from tess_keras.data.events import load_cifar10_dvs, load_dvs_gesture, load_nmnist, load_shd
+from tess_keras.data.mnist import load_mnist, load_mnist_dvs
 from tess_keras.data.pipeline import make_tf_dataset
 from tess_keras.data.split import check_fraction, finalize
 
 LOADERS = {
     "digits": load_digits,
     "digits-dvs": load_digits_dvs,
+    "mnist": load_mnist,
+    "mnist-dvs": load_mnist_dvs,
     "cifar10-dvs": load_cifar10_dvs,
     "dvs-gesture": load_dvs_gesture,
     "nmnist": load_nmnist,
@@ -82,5 +85,6 @@ def load_dataset(name, data_dir=None, time_steps=None, seed=0, validation_fracti
 __all__ = [
     "DATA_DIR_ENV", "DatasetError", "DatasetInfo", "DatasetSplits", "DatasetStatus", "INFO", "LOADERS",
     "load_cifar10", "load_cifar10_dvs", "load_cifar100", "load_dataset", "load_digits", "load_digits_dvs",
-    "load_dvs_gesture", "load_nmnist", "load_shd", "make_tf_dataset", "resolve_data_dir", "scan", "SUBSETS",
+    "load_dvs_gesture", "load_mnist", "load_mnist_dvs", "load_nmnist", "load_shd", "make_tf_dataset",
+    "resolve_data_dir", "scan", "SUBSETS",
 ]

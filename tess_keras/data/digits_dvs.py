@@ -64,8 +64,10 @@ def load_digits_dvs(data_dir=None, time_steps=6, seed=0, size=SENSOR):
         seed: sensor mismatch, noise and the 1400/397 train/test split (as ``digits``).
         size: frame side or ``(H, W)`` (default: the 24x24 sensor).
     """
-    images, labels = _digits()
-    order = np.random.default_rng(seed).permutation(len(labels))
-    return saccades.load_saccade_frames(
-        "digits-dvs", images, labels, order[:TRAIN_SIZE], order[TRAIN_SIZE:], CAMERA, data_dir, time_steps, seed,
-        frame_size(size), chunk=CHUNK)
+    def scenes():
+        images, labels = _digits()
+        order = np.random.default_rng(seed).permutation(len(labels))
+        return images, labels, order[:TRAIN_SIZE], order[TRAIN_SIZE:]
+
+    return saccades.load_saccade_frames("digits-dvs", scenes, CAMERA, data_dir, time_steps, seed, frame_size(size),
+                                        chunk=CHUNK)

@@ -167,15 +167,15 @@ def record(images, camera, seed=0, indices=None, chunk=256):
     return recordings
 
 
-def load_saccade_frames(name, images, labels, train, test, camera, data_dir, time_steps, seed, size,
-                        num_classes=10, sources=(), chunk=256):
+def load_saccade_frames(name, scenes, camera, data_dir, time_steps, seed, size, num_classes=10, sources=(), chunk=256):
     """Frames ``[N, T, H, W, 2]`` of recorded ``images``, generated once and cached.
 
     Args:
         name: dataset name (the cache entry's prefix).
-        images: ``[N, camera.image, camera.image]`` scenes in [0, 1].
-        labels: ``[N]`` integer labels.
-        train, test: indices of the training and test samples.
+        scenes: ``scenes()`` returns ``(images, labels, train, test)``: the
+            ``[N, camera.image, camera.image]`` images in [0, 1], their ``[N]``
+            integer labels and the indices of the training and test samples.
+            Called only when the frames are not cached yet.
         camera: the ``Camera``.
         data_dir: datasets folder (the cache lives in its ``.tess-cache``).
         time_steps: T bins over the 300 ms recording.
@@ -195,6 +195,7 @@ def load_saccade_frames(name, images, labels, train, test, camera, data_dir, tim
     frame_shape = (time_steps, *size, 2)
     arrays = cache.load()
     if arrays is None:
+        images, labels, train, test = scenes()
         window = DURATION_US / time_steps
         side = camera.sensor
 
