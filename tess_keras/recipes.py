@@ -39,6 +39,9 @@ RECIPES = {
     # The paper uses alpha_post = +1 for DVS Gesture (the authors' code 0).
     "dvs-gesture": Recipe("vgg9", 20, 16, 1.0, 200, 1e-3),
     "digits": Recipe("mcu", 4, 32, 1.0, 20, 1e-3),
+    # The 5,000-image MNIST on the mcu network: direct encoding needs few steps, the events two frames per saccade.
+    "mnist": Recipe("mcu", 4, 32, 1.0, 20, 1e-3),
+    "mnist-dvs": Recipe("mcu", 6, 32, 1.0, 20, 1e-3),
 }
 
 DEFAULT_RECIPE = Recipe()
