@@ -90,6 +90,18 @@ def read_tf_config(environ=None):
             f"TF_CONFIG names this process {task_type} {task_index}, but the cluster has "
             f"{len(members) if isinstance(members, list) else 'no'} {task_type} entries; fix 'task' in TF_CONFIG."
         )
+    if task_type not in ("chief", "worker"):
+        raise DistributeError(
+            f"TF_CONFIG names this process {task_type} {task_index}; tess train runs as a 'worker' (or 'chief') task."
+        )
+    from tess_keras.cluster import split_address
+
+    for kind in ("chief", "worker"):
+        entries = cluster.get(kind) or []
+        if not isinstance(entries, list):
+            raise DistributeError(f"TF_CONFIG's cluster {kind!r} must be a list of host:port addresses, e.g. {example}.")
+        for address in entries:
+            split_address(address)
     return cluster, task_type, task_index
 
 
@@ -135,7 +147,7 @@ def local_devices():
     return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
-def make_strategy(name, devices=None):
+def make_strategy(name, devices=None, cluster_timeout=None, notify=None):
     """A ``tf.distribute.Strategy`` by name.
 
     Create it before running any other TensorFlow op in the process
@@ -146,10 +158,15 @@ def make_strategy(name, devices=None):
         name: ``default``, ``mirrored`` or ``multi-worker``.
         devices: for ``mirrored``, the devices to use (default: every local
             GPU, else every logical CPU device).
+        cluster_timeout: for ``multi-worker``, seconds to wait for the other
+            workers (default ``tess_keras.cluster.DEFAULT_TIMEOUT``).
+        notify: for ``multi-worker``, called with a line saying which
+            workers it waits for when that takes a while (default: stderr).
 
     Raises:
         DistributeError: unknown name, or ``multi-worker`` without a valid
-            ``TF_CONFIG``.
+            ``TF_CONFIG``; ``tess_keras.cluster.ClusterJoinError`` when the
+            cluster is not formed in time or SIGINT/SIGTERM stop the wait.
     """
     import tensorflow as tf
 
@@ -162,10 +179,15 @@ def make_strategy(name, devices=None):
         if key not in _strategies:
             _strategies[key] = tf.distribute.MirroredStrategy(devices=list(key[1]))
     else:
-        read_tf_config()
+        from tess_keras import cluster
+
         key = (name,)  # a process joins one cluster only
         if key not in _strategies:
-            _strategies[key] = tf.distribute.MultiWorkerMirroredStrategy()
+            tf_cluster, task_type, task_index = read_tf_config()
+            timeout = cluster.DEFAULT_TIMEOUT if cluster_timeout is None else cluster_timeout
+            _strategies[key] = cluster.join(
+                tf.distribute.MultiWorkerMirroredStrategy, tf_cluster, task_type, task_index, timeout, notify
+            )
     return _strategies[key]
 
 
