@@ -1,38 +1,70 @@
-"""``tess datasets``: which datasets are on disk, and where each one must be."""
+"""``tess datasets``: which datasets are on disk, where each one must be, and what a run would use."""
+
+import json
 
 import typer
 
-from tess_keras.cli.app import app, console
+from tess_keras.cli.app import app, console, fail
+
+
+def _state(entry):
+    samples = entry["samples"]
+    if samples is None and entry["status"] == "found":
+        return f"[green]found[/] ({entry['detail']})" if entry["detail"] else "[green]found[/]"
+    if entry["status"] in ("found", "incomplete"):
+        colour = "green" if entry["status"] == "found" else "yellow"
+        total = sum(samples.values())
+        state = (f"[{colour}]{entry['status']}[/], {total} samples\n"
+                 f"train {samples['train']} / validation {samples['validation']} / test {samples['test']}")
+        if entry["skipped"]:
+            state += "\nignored: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in entry["skipped"].items())
+        if entry["status"] == "incomplete":
+            state += "\n" + "; ".join(entry["incomplete"][:3]) + ("; ..." if len(entry["incomplete"]) > 3 else "")
+        return state
+    if entry["status"] == "invalid":
+        return f"[red]invalid[/]: {entry['detail']}"
+    return "[red]missing[/]"
 
 
 @app.command()
 def datasets(
     data_dir: str = typer.Option("", envvar="TESS_DATA_DIR", help="Where datasets live (default ~/.tess/data)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list (status, path, samples and per-class "
+                                 "counts per split) instead of the table."),
+    validation_fraction: float = typer.Option(None, help="Validation share of the training data to count with "
+                                              "(default: each dataset's own, as tess train)."),
+    seed: int = typer.Option(0, help="The run's seed (DVS Gesture's validation users depend on it)."),
 ):
-    """List every dataset with its status (found with N samples, or missing),
-    the path it is read from, and the exact layout it needs. Nothing is
+    """List every dataset with its status (found with N samples, incomplete,
+    invalid or missing), the path it is read from, the train / validation /
+    test samples a run would use, and the exact layout it needs. Counts come
+    from the file lists and labels (nothing is decoded). Nothing is
     downloaded: fetch the files yourself and put them in that layout."""
+    from tess_keras.data import catalog, counts
+    from tess_keras.data.base import DatasetError, resolve_data_dir
+
+    try:
+        root = resolve_data_dir(data_dir or None)
+        entries = [counts.report(name, root, validation_fraction, seed) for name in catalog.INFO]
+    except DatasetError as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
     from rich.console import Console
     from rich.table import Table
 
-    from tess_keras.data import catalog
-    from tess_keras.data.base import resolve_data_dir
-
-    root = resolve_data_dir(data_dir or None)
     table = Table(title=f"Datasets in {root}", show_lines=True)
     for column in ("dataset", "T", "status", "path", "expected layout / source"):
         table.add_column(column, overflow="fold")
     missing = 0
-    for name, info in catalog.INFO.items():
-        status = catalog.scan(name, root)
-        if status.found:
-            state = f"[green]found[/], {status.samples} samples"
-        else:
-            missing += 1
-            state = "[red]missing[/]"
+    for entry in entries:
+        info = catalog.INFO[entry["name"]]
+        missing += entry["status"] not in ("found",)
         layout, source = (text.replace("DATA_DIR", str(root)) for text in (info.layout, info.source))
-        table.add_row(name, str(info.time_steps), state, str(status.path), f"{layout}\n[dim]source: {source}[/]")
+        table.add_row(entry["name"], str(info.time_steps), _state(entry), entry["path"],
+                      f"{layout}\n[dim]source: {source}[/]")
     Console().print(table)
     if missing:
-        console.print(f"{missing} dataset(s) missing; nothing is downloaded automatically. Put the files in the layout "
-                      f"shown (under {root}, or pass --data-dir / set TESS_DATA_DIR).")
+        console.print(f"{missing} dataset(s) missing or incomplete; nothing is downloaded automatically. Put the files "
+                      f"in the layout shown (under {root}, or pass --data-dir / set TESS_DATA_DIR).")

@@ -3,8 +3,8 @@
 ``load_dataset`` calls ``finalize``: it checks that every class is present,
 carves the validation split out of the training data (seeded, stratified per
 class; whole groups, e.g. DVS Gesture's users, when the training data has
-groups), counts the recordings that bin to all-zero frames, and draws the
-seeded, stratified ``limit_train`` / ``limit_test`` subsets. The index
+groups), counts the recordings that bin to all-zero frames (more than 1 % of
+the loader's train or test split is an error), and draws the seeded, stratified ``limit_train`` / ``limit_test`` subsets. The index
 functions work on labels alone, so ``tess datasets`` can count what a run
 would use without decoding a single sample.
 """
@@ -182,7 +182,8 @@ def finalize(splits, num_classes, fraction, seed=0, allow_incomplete=False, limi
                 f"Dataset {splits.name!r} is incomplete: {'; '.join(absent)}. A dataset with a class missing is not "
                 "the published dataset (a folder or file was deleted or never extracted); restore the files, or pass "
                 "--allow-incomplete (allow_incomplete=True) to train on it anyway, recorded in the run's summary.")
-        incomplete += absent
+        if not incomplete:  # a loader that checks its layout has named the missing folders already
+            incomplete += absent
     y_train, y_val, y_test = (np.asarray(y) for y in (splits.y_train, splits.y_val, splits.y_test))
     empty = {"train": empty_mask(splits.x_train), "test": empty_mask(splits.x_test)}
     if has_val:  # the loader's own validation split
@@ -192,15 +193,12 @@ def finalize(splits, num_classes, fraction, seed=0, allow_incomplete=False, limi
     else:
         train, val = validation_indices(y_train, fraction, seed, splits.groups_train)
         whole = {"train": train, "validation": val}
-        empty["validation"] = empty["train"]
         sources = {"train": "train", "validation": "train", "test": "test"}
     whole["test"] = np.arange(len(y_test))
     arrays = {"train": (splits.x_train, y_train, splits.ids_train), "test": (splits.x_test, y_test, splits.ids_test),
               "validation": (splits.x_val, y_val, splits.ids_val)}
-    for subset, index in whole.items():  # the 1 % rule applies to the whole splits, before any limit
-        ids = arrays[sources[subset]][2]
-        _check_empty(splits.name, subset, empty[sources[subset]][index], None if ids is None else
-                     np.asarray(ids)[index], splits.time_steps)
+    for subset, mask in empty.items():  # the 1 % rule applies to the loader's splits, before validation and limits
+        _check_empty(splits.name, subset, mask, arrays[subset][2], splits.time_steps)
     limits = {"train": (limit_train, _LIMIT_TRAIN), "validation": (limit_test, _LIMIT_VAL),
               "test": (limit_test, _LIMIT_TEST)}
     out, counts = {}, {}
