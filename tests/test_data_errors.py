@@ -128,17 +128,25 @@ def test_tess_datasets_table(tmp_path, no_network, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras"))
     monkeypatch.setenv("COLUMNS", "250")
     rng = np.random.default_rng(2)
-    for folder, count in (("Train", 3), ("Test", 2)):
-        for index in range(count):
-            t, x, y, p = random_events(rng, 20, 34, 34, 1000)
-            write_nmnist_bin(tmp_path / "NMNIST" / folder / str(index) / "s.bin", x, y, p, t)
+    for folder, count in (("Train", 2), ("Test", 1)):
+        for digit in range(10):
+            for index in range(count):
+                t, x, y, p = random_events(rng, 20, 34, 34, 1000)
+                write_nmnist_bin(tmp_path / "NMNIST" / folder / str(digit) / f"s{index}.bin", x, y, p, t)
     result = CliRunner().invoke(app, ["datasets", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
-    assert "found, 5 samples" in lines["nmnist"]
+    assert "found, 30 samples" in lines["nmnist"]
+    assert "train 10 / validation 10 / test 10" in result.output
     assert "missing" in lines["cifar10-dvs"] and "missing" in lines["shd"] and "missing" in lines["cifar10"]
     assert "found, 1797 samples" in lines["digits"]
     assert str(tmp_path / "CIFAR10DVS") in result.output  # the layout under the chosen folder
+    # A deleted class folder: incomplete, named.
+    (tmp_path / "NMNIST" / "Test" / "9" / "s0.bin").unlink()
+    result = CliRunner().invoke(app, ["datasets", "--data-dir", str(tmp_path)])
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert result.exit_code == 0 and "incomplete, 29 samples" in lines["nmnist"]
+    assert "NMNIST/Test/9/: no .bin files" in result.output
 
 
 def test_tess_datasets_does_not_import_tensorflow(tmp_path):

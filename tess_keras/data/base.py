@@ -195,7 +195,7 @@ def resolve_data_dir(data_dir=None):
     from_env = not data_dir and bool(os.environ.get(DATA_DIR_ENV))
     chosen = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
     if chosen.exists() and not chosen.is_dir():
-        where = f"${DATA_DIR_ENV}" if from_env else "the datasets folder (--data-dir)"
+        where = f"${DATA_DIR_ENV}" if from_env else "The datasets folder (--data-dir or $TESS_DATA_DIR)"
         raise DatasetError(
             f"{where} is {chosen}, which is a file, not a folder. Point it at the folder that holds the "
             f"datasets (e.g. the folder containing NMNIST/ or CIFAR10DVS/), or unset it to use {DEFAULT_DATA_DIR}.")
