@@ -63,8 +63,9 @@ def layer_summary(layer):
             f"{layer.kernel_size}x{layer.kernel_size}/{layer.stride} pad {layer.pad}" if layer.kind == "conv" else "dense"
         )
         source = "int8 input" if layer.analog_input else "spikes"
+        lsg = f"LSG after {layer.lsg_from}" if layer.lsg_from else "LSG on its own spikes"
         learns = (
-            f"learns (q trace Q{15 - layer.trace_frac}.{layer.trace_frac}, alpha_post {layer.alpha_post})"
+            f"learns (q trace Q{15 - layer.trace_frac}.{layer.trace_frac}, alpha_post {layer.alpha_post}, {lsg})"
             if layer.learn
             else "frozen"
         )
@@ -79,9 +80,32 @@ def layer_summary(layer):
     return f"{layer.name}: linear readout {layer.in_size} -> {layer.num_classes}, {'learns' if layer.learn else 'frozen'}"
 
 
+def _pool_context(layer):
+    """Template values of one ``PoolSpec``."""
+    h, w, ch = layer.in_shape
+    oh, ow, _ = layer.out_shape
+    return dict(
+        name=layer.name, c=c_name(layer.name), summary=layer_summary(layer), N=int(np.prod(layer.out_shape)),
+        H=h, W=w, C=ch, OH=oh, OW=ow, PH=layer.pool[0], PW=layer.pool[1], SH=layer.stride[0], SW=layer.stride[1],
+        PT=layer.pad[0], PL=layer.pad[1],
+    )
+
+
+def _cell_expr(layer):
+    """C expression: the LSG cell of position ``n`` of the map the layer's LSG pools."""
+    if layer.kind != "conv":
+        return "n"
+    k = layer.lsg_pool
+    _, ow, co = layer.lsg_shape
+    ch, cw = layer.lsg_cell
+    return f"(n % {co}) * {k * k} + ((n / {ow * co}) / {ch}) * {k} + ((n / {co}) % {ow}) / {cw}"
+
+
 def engine_context(spec, source="a Keras model"):
     """Everything the engine templates read, computed from an ``EngineSpec``."""
     spiking, pools, calls, buffers = [], [], [], []
+    pool_specs = {layer.name: layer for layer in spec.layers if isinstance(layer, PoolSpec)}
+    waiting = {}  # pool name -> the learn call that must follow it (LSG on the block output)
     current = "input"
     current_type = "int8_t"
     for layer in spec.layers:
@@ -112,14 +136,10 @@ def engine_context(spec, source="a Keras model"):
                 ctx.update(H=h, W=w, CI=ci, OH=oh, OW=ow, K=layer.kernel_size, S=layer.stride, PT=layer.pad[0], PL=layer.pad[1])
             if layer.learn:
                 bits, row_bytes = _lsg_bits(layer.lsg_sign)
-                k = layer.lsg_pool
-                if layer.kind == "conv":
-                    oh, ow, co = layer.out_shape
-                    ch, cw = layer.lsg_cell
-                    cell = f"(n % {co}) * {k * k} + ((n / {ow * co}) / {ch}) * {k} + ((n / {co}) % {ow}) / {cw}"
-                else:
-                    cell = "n"
+                block = _pool_context(pool_specs[layer.lsg_from]) if layer.lsg_from else None
                 ctx.update(
+                    block=block,
+                    lsg_after=f"{layer.lsg_from} (LSG on the block output)" if block else "its own step",
                     lambda_pre=layer.lambda_pre,
                     lambda_post=layer.lambda_post,
                     alpha_pre=layer.alpha_pre,
@@ -131,12 +151,18 @@ def engine_context(spec, source="a Keras model"):
                     lsg_row_bytes=row_bytes,
                     lsg_mult=layer.lsg_mult,
                     lsg_shift=layer.lsg_shift,
-                    cell_expr=cell,
+                    cell_expr=_cell_expr(layer),
                     update_mult=layer.update_mult,
                     update_shift=layer.update_shift,
                 )
             spiking.append(ctx)
             calls.append(f"{c}_step({current}, learn, label)")
+            if layer.learn:
+                learn_call = f"if (learn) {c}_learn({current}, label)"
+                if layer.lsg_from:
+                    waiting[layer.lsg_from] = learn_call
+                else:
+                    calls.append(learn_call)
             buffers += [
                 dict(name=f"{layer.name}.u", symbol=f"{c}_u", count=ctx["N"], bytes=2),
                 dict(name=f"{layer.name}.o", symbol=f"{c}_o", count=ctx["N"], bytes=1),
@@ -149,18 +175,12 @@ def engine_context(spec, source="a Keras model"):
                 buffers.append(dict(name=f"{layer.name}.g", symbol=f"{c}_g", count=len(ctx["weights"]), bytes=4))
             current, current_type = f"{c}_o", "uint8_t"
         elif isinstance(layer, PoolSpec):
-            c = c_name(layer.name)
-            h, w, ch = layer.in_shape
-            oh, ow, _ = layer.out_shape
-            pools.append(
-                dict(
-                    c=c, summary=layer_summary(layer), N=int(np.prod(layer.out_shape)), H=h, W=w, C=ch, OH=oh, OW=ow,
-                    PH=layer.pool[0], PW=layer.pool[1], SH=layer.stride[0], SW=layer.stride[1],
-                    PT=layer.pad[0], PL=layer.pad[1],
-                )
-            )
-            calls.append(f"{c}_step({current})")
-            current = f"{c}_out"
+            pool = _pool_context(layer)
+            pools.append(pool)
+            calls.append(f"{pool['c']}_step({current})")
+            if layer.name in waiting:
+                calls.append(waiting.pop(layer.name))
+            current = f"{pool['c']}_out"
         elif isinstance(layer, FlattenSpec):
             continue
         elif isinstance(layer, ReadoutSpec):
@@ -187,6 +207,10 @@ def engine_context(spec, source="a Keras model"):
                     dict(name=f"{layer.name}.g", symbol=f"{c}_g", count=len(readout["weights"]), bytes=4),
                     dict(name=f"{layer.name}.gb", symbol=f"{c}_gb", count=spec.num_classes, bytes=4),
                 ]
+    if waiting:
+        from tess_keras.export.spec import ExportError
+
+        raise ExportError(f"internal: the LSG of a layer reads pool {', '.join(waiting)}, which does not follow it.")
     buffers += [
         dict(name="logits", symbol="tess_step_logits", count=spec.num_classes, bytes=4),
         dict(name="logit_sum", symbol="tess_logit_sum", count=spec.num_classes, bytes=4),
@@ -209,6 +233,7 @@ def engine_context(spec, source="a Keras model"):
         logit_scale=spec.readout.weight_scale,
         seed=spec.seed,
         t_l=spec.t_l,
+        lsg_source=spec.lsg_source,
         learning_rate=spec.learning_rate,
         learn_names=", ".join(layer.name for layer in spec.learnable),
         learnable_weights=sum(int(layer.weights.size) for layer in spec.learnable),

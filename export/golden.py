@@ -148,6 +148,7 @@ class GoldenEngine:
             elif isinstance(layer, ReadoutSpec):
                 self.weights[layer.name] = layer.weights.astype(np.int64)
                 self.bias = layer.bias.astype(np.int64)
+        self._pools = {layer.name: layer for layer in spec.layers if isinstance(layer, PoolSpec)}
         self.counter = 0
         self._zero_grads()
         self.reset()
@@ -182,10 +183,11 @@ class GoldenEngine:
         return rescale(acc, layer.current_mult, layer.current_shift)
 
     def _learning_signal(self, layer, spikes, labels):
-        """g[b, c, i, j] per LSG cell (the 1/(n*area) factor sits in the learning rate)."""
+        """g per position of the map ``spikes`` (of shape ``layer.lsg_shape``): the
+        signal of its LSG cell (the 1/(n*area) factor sits in the learning rate)."""
         k = layer.lsg_pool
         if layer.kind == "conv":
-            oh, ow, ch = layer.out_shape
+            oh, ow, ch = layer.lsg_shape
             cells = spikes.reshape(self.batch, k, oh // k, k, ow // k, ch).sum(axis=(2, 4))
             counts = cells.transpose(0, 3, 1, 2).reshape(self.batch, -1)
         else:
@@ -195,7 +197,7 @@ class GoldenEngine:
         error = softmax_error(z, labels)
         g = error @ sign
         if layer.kind == "conv":
-            oh, ow, ch = layer.out_shape
+            oh, ow, ch = layer.lsg_shape
             g = g.reshape(self.batch, ch, k, k).transpose(0, 2, 3, 1)
             g = np.repeat(np.repeat(g, oh // k, axis=1), ow // k, axis=2)
         return g
@@ -229,17 +231,20 @@ class GoldenEngine:
                 if learns:
                     self.q[name] = sat16(round_shift(self.q[name] * layer.lambda_pre, Q15) + x * (1 << layer.trace_frac))
                     if layer.alpha_post:
-                        self.h[name] = sat16(
-                            round_shift(self.h[name] * layer.lambda_post, Q15)
-                            + psi_q15(u_prev, layer.threshold, layer.psi_scale)
-                        )
+                        # h[0] = 0: no past membrane at the first step (not psi(0)).
+                        past = psi_q15(u_prev, layer.threshold, layer.psi_scale) if self.t > 0 else 0
+                        self.h[name] = sat16(round_shift(self.h[name] * layer.lambda_post, Q15) + past)
                 current = self._current(layer, x)
                 leak = round_shift((u_prev - layer.threshold * o_prev) * layer.gamma, Q15)
                 u = sat16(leak + current)
                 o = (u >= layer.threshold).astype(np.int64)
                 self.u[name], self.o[name] = u, o
                 if learns and self.t >= self.spec.t_l:
-                    g = self._learning_signal(layer, o, labels)
+                    if layer.lsg_from is None:
+                        g = self._learning_signal(layer, o, labels)
+                    else:  # the block output: after the max-pool, back through its first-max routing
+                        pool = self._pools[layer.lsg_from]
+                        g = self._max_pool_route(pool, o, self._learning_signal(layer, self._max_pool(pool, o), labels))
                     e_pre = layer.alpha_pre * round_shift(g * psi_q15(u, layer.threshold, layer.psi_scale), Q15)
                     if layer.alpha_post:
                         e_post = layer.alpha_post * round_shift(g * self.h[name], Q15)
@@ -261,18 +266,44 @@ class GoldenEngine:
                     self.bias_grad = sat32(self.bias_grad + error.sum(axis=0))
         self.t += 1
 
-    def _max_pool(self, layer, x):
+    def _pool_windows(self, layer, x, fill):
+        """The pool's window offsets (row-major) as strided views of ``x`` padded with ``fill``."""
         ph, pw = layer.pool
         sh, sw = layer.stride
         pt, pl = layer.pad
         oh, ow, _ = layer.out_shape
         h, w = layer.in_shape[:2]
-        padded = np.pad(x, ((0, 0), (pt, max((oh - 1) * sh + ph - h - pt, 0)), (pl, max((ow - 1) * sw + pw - w - pl, 0)), (0, 0)))
+        pads = ((0, 0), (pt, max((oh - 1) * sh + ph - h - pt, 0)), (pl, max((ow - 1) * sw + pw - w - pl, 0)), (0, 0))
+        padded = np.pad(x, pads, constant_values=fill)
+        views = [
+            (slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+            for i in range(ph)
+            for j in range(pw)
+        ]
+        return padded, views
+
+    def _max_pool(self, layer, x):
+        padded, views = self._pool_windows(layer, x, 0)
         out = np.zeros((self.batch,) + tuple(layer.out_shape), np.int64)
-        for i in range(ph):
-            for j in range(pw):
-                out = np.maximum(out, padded[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :])
+        for view in views:
+            out = np.maximum(out, padded[view])
         return out
+
+    def _max_pool_route(self, layer, x, g):
+        """The max-pool's gradient: each window's ``g`` goes to the window's first
+        maximum of ``x`` in row-major order (padding never wins); overlapping
+        windows add up. Integer, exact."""
+        padded, views = self._pool_windows(layer, x, -1)
+        peak = self._max_pool(layer, x)
+        taken = np.zeros(peak.shape, bool)
+        routed = np.zeros(padded.shape, np.int64)
+        for view in views:
+            wins = (padded[view] == peak) & ~taken
+            taken |= wins
+            routed[view] += np.where(wins, g, 0)
+        pt, pl = layer.pad
+        h, w = layer.in_shape[:2]
+        return routed[:, pt : pt + h, pl : pl + w, :]
 
     # -- on-device SGD -------------------------------------------------------------------
     def apply_update(self):

@@ -2,7 +2,10 @@
 
 Small untrained networks cover every layer kind the exporter supports
 (strided/same and valid convolutions, max pooling with padding, dense,
-readout, frozen and learning layers, alpha_post -1 and 0). Each is compiled
+readout, frozen and learning layers, alpha_post -1, 0 and +1, the LSG on the
+block output through an overlapping padded max-pool and on the layer's own
+spikes). The golden model's updates are also checked against the Keras
+rule's (both LSG sources, h[0] = 0). Each is compiled
 with g++ -Wall -Wextra -Werror -fsanitize=address,undefined and must match
 the golden model in every spike, membrane, trace, logit, accumulator and
 weight over many learning steps. The trained digits network is checked in
@@ -21,7 +24,7 @@ from tess_keras.export.spec import build_spec
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (apt-get install g++)")
 
 
-def small_model(alpha_post=-1.0):
+def small_model(alpha_post=-1.0, lsg_source="block"):
     import keras
 
     from tess_keras.layers import Readout, SpikingConv2D, SpikingDense
@@ -38,7 +41,7 @@ def small_model(alpha_post=-1.0):
             SpikingDense(12, name="d1"),
             Readout(5, name="out"),
         ],
-        rule=TESS(alpha_post=alpha_post),
+        rule=TESS(alpha_post=alpha_post, lsg_source=lsg_source),
     )
     model.build((None, None, 9, 9, 2))
     return model
@@ -194,3 +197,94 @@ def test_demo_shrinks_to_fit_the_boards_flash():
     assert fit_to_flash(256, 200, 256, 4 * 1024 * 1024) == (256, 200)  # digits: 117 KB
     learn, test = fit_to_flash(256, 200, 6 * 24 * 24 * 2, 1024 * 1024)  # digits-dvs on a 1 MB board
     assert (learn + test) * (6 * 24 * 24 * 2 + 1) <= 512 * 1024 and learn > test > 0
+
+
+@pytest.mark.parametrize("lsg_source", ["block", "layer"])
+def test_engine_matches_golden_for_both_lsg_sources(lsg_source, tmp_path):
+    """c1 feeds the overlapping 'same' max-pool p1: with "block" its LSG reads p1's
+    output and routes back to each window's first maximum; with "layer" its own spikes."""
+    spec = build_spec(small_model(1.0, lsg_source), 1 / 127, time_steps=4, learning_rate=0.05)
+    c1 = spec.layers[0]
+    assert spec.lsg_source == lsg_source
+    assert c1.lsg_from == ("p1" if lsg_source == "block" else None)
+    assert spec.layers[2].lsg_from is None  # c2 is followed by Flatten
+    rng = np.random.default_rng(6)
+    x = random_frames(6, 4, rng, low=0)
+    y = rng.integers(0, 5, size=6)
+    gold, _ = compare(spec, tmp_path, x, y)
+    engine = (tmp_path / "tess_engine.cc").read_text()
+    assert ("LSG from the block output: the spikes after p1" in engine) == (lsg_source == "block")
+    first = gold["records"][0]
+    # h[0] = 0 (not psi(0)) on the device too, while later steps carry the past membrane's psi.
+    for name in ("c1.h", "c2.h", "d1.h"):
+        np.testing.assert_array_equal(first["steps"][0][name], 0)
+        assert first["steps"][1][name].any()
+    assert np.abs(first["grads"]["c1.g"]).max() > 0
+
+
+def pre_quantized_model(lsg_source, alpha_post):
+    """Conv -> pool -> conv -> pool -> readout, no weight standardisation, kernels
+    already on their int8 grid, so the engine and Keras see the same network."""
+    import keras
+
+    from tess_keras.layers import Readout, SpikingConv2D
+    from tess_keras.models import SpikingSequential
+    from tess_keras.rules import TESS
+
+    keras.utils.set_random_seed(3)
+    model = SpikingSequential(
+        [
+            SpikingConv2D(6, 3, lsg_pool=2, weight_standardization=False, name="c1"),
+            keras.layers.MaxPooling2D(2, name="p1"),
+            SpikingConv2D(8, 3, lsg_pool=2, weight_standardization=False, name="c2"),
+            keras.layers.MaxPooling2D(2, name="p2"),
+            keras.layers.Flatten(name="flat"),
+            Readout(5, name="out"),
+        ],
+        rule=TESS(alpha_post=alpha_post, lsg_source=lsg_source),
+    )
+    model.build((None, None, 8, 8, 2))
+    rng = np.random.default_rng(0)
+    for layer in model.spiking_layers:
+        fan_in = int(np.prod(layer.kernel.shape[:-1]))
+        w = rng.normal(0.9 / fan_in, 1.2 / np.sqrt(fan_in), layer.kernel.shape)
+        scale = np.abs(w.reshape(-1, w.shape[-1])).max(axis=0) / 127
+        layer.kernel.assign(np.round(w / scale) * scale)
+    return model
+
+
+def keras_kernel_updates(model, x, y):
+    import tensorflow as tf
+
+    grads, _, _ = model.rule.compute_gradients(model, tf.constant(x), tf.constant(y))
+    by_id = {id(v): g.numpy().ravel() for v, g in zip(model.trainable_variables, grads)}
+    return [by_id[id(layer.kernel)] for layer in model.spiking_layers]
+
+
+@pytest.mark.parametrize("lsg_source", ["block", "layer"])
+@pytest.mark.parametrize("alpha_post", [1.0, -1.0])
+def test_golden_update_is_the_training_rule_update(lsg_source, alpha_post):
+    """The integer engine accumulates the update the Keras rule computes (same
+    LSG source, h[0] = 0): cosine > 0.999 per layer, while the other source's
+    update is clearly different, so the engine does what training did."""
+    steps = 6
+    model = pre_quantized_model(lsg_source, alpha_post)
+    other = pre_quantized_model("layer" if lsg_source == "block" else "block", alpha_post)
+    x_q = np.random.default_rng(1).integers(0, 128, size=(1, steps, 8, 8, 2)).astype(np.int8)
+    y = np.array([2], np.int32)
+    spec = build_spec(model, 1 / 127, steps, learning_rate=0.05)
+    engine = golden.GoldenEngine(spec)
+    for t in range(steps):
+        engine.step(x_q[:, t], y)
+    x = x_q.astype(np.float32) / 127
+    same, different = keras_kernel_updates(model, x, y), keras_kernel_updates(other, x, y)
+    for layer, want, wrong in zip(spec.spiking, same, different):
+        assert layer.lsg_from == (f"p{layer.name[-1]}" if lsg_source == "block" else None)
+        assert 0.1 < engine.o[layer.name].mean() < 0.9
+        got = engine.grads[layer.name].ravel().astype(np.float64)
+
+        def cosine(a):
+            return float(a @ got / np.linalg.norm(a) / np.linalg.norm(got))
+
+        assert cosine(want) > 0.999, (layer.name, cosine(want))
+        assert cosine(wrong) < 0.95, (layer.name, cosine(wrong))
