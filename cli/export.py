@@ -45,7 +45,7 @@ def export_command(
         None, help="Run directory written by `tess train` (holds model.keras); default: the most recent finished "
         "run under runs/."
     ),
-    target: str = typer.Option("cortex-m4", help="cortex-m4, cortex-m7, cortex-m33, cortex-m55 or host."),
+    target: str = typer.Option("cortex-m4", help="cortex-m4, cortex-m7, cortex-m33, cortex-m55, host or nir (a NIR file)."),
     board: str = typer.Option(
         None, help=f"Board whose flash/RAM the model must fit, recorded for tess build (default: the target's QEMU "
         f"board): {names_for_help()}."
@@ -71,6 +71,11 @@ def export_command(
     run_dir = picking.pick_run(run_dir)
     if out is None:
         out = picking.default_export_dir(run_dir, target)
+    if target == "nir":  # the NIR interchange file (tess_keras.cli.nir)
+        from tess_keras.cli.nir import export_nir_target
+
+        export_nir_target(run_dir, out, evaluate, data_dir)
+        return
     _export_firmware(run_dir, out, target, board, _learn_layers(learn), learning_rate, representative, demo_learn,
                      demo_test, demo_epochs, evaluate, data_dir)
 

@@ -152,7 +152,7 @@ def validate(config):
         raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(sorted(data.LOADERS))}.")
     if config.rule not in rules.RULES:
         raise ConfigError(f"unknown rule {config.rule!r}; choose one of: {', '.join(rules.RULES)}.")
-    if config.model not in models.MODELS:
+    if config.model not in models.MODELS and config.model != "imported":  # imported: `tess import`
         raise ConfigError(f"unknown model {config.model!r}; choose one of: {', '.join(models.MODELS)}.")
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tess_keras.training.checkpoint import CHECKPOINT, TrainingState, load_checkpoint, save_checkpoint
+from tess_keras.training.checkpoint import (
+    CHECKPOINT,
+    TrainingState,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from tess_keras.training.config import ConfigError
 from tess_keras.training.errors import TrainingDiverged, TrainingInterrupted, diverged_message
 from tess_keras.training.interrupt import InterruptFlag
@@ -113,7 +119,14 @@ def train(config, reporter=None, resume=False):
 
     with strategy.scope(), distribute.precision_policy(config.precision):
         rule = make_rule(config.rule, config.alpha_post)
-        model = models.build_model(config.model, splits.input_shape, splits.num_classes, rule)
+        if config.model == "imported":  # a `tess import` run: the network is its model.keras
+            if not (out / "model.keras").is_file():
+                raise ConfigError(f"{out} has no model.keras: model 'imported' is for run directories written "
+                                  "by `tess import`; fine-tune one with `tess train --resume RUN_DIR`.")
+            model = keras.saving.load_model(out / "model.keras")
+            model.rule = rule
+        else:
+            model = models.build_model(config.model, splits.input_shape, splits.num_classes, rule)
         model.compile(optimizer=keras.optimizers.Adam(config.lr))  # a LossScaleOptimizer under mixed_float16
         model.optimizer.build(model.trainable_variables)
     scheduler = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=5)
@@ -123,7 +136,7 @@ def train(config, reporter=None, resume=False):
     state, metric_values = TrainingState(), []
     checkpoint_path = out / CHECKPOINT
     # A run killed before its first checkpoint resumes from the beginning.
-    if resume and checkpoint_path.exists():
+    if resume and resolve_checkpoint(checkpoint_path) is not None:
         state, metric_values = load_checkpoint(checkpoint_path, model)
         if state.epochs_done > config.epochs:
             raise ConfigError(
