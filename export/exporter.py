@@ -242,6 +242,7 @@ def export(
             "tflm_ops": ops,
             "tflm_model_bytes": len(model_bytes),
             "learn": [layer.name for layer in spec.learnable],
+            "lsg_source": spec.lsg_source,
             "learning_rate": learning_rate,
             "stochastic_rounding_seed": spec.seed,
             "q_formats": Q_FORMATS,
