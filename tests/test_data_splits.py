@@ -180,3 +180,22 @@ def test_cache_survives_moving_the_data_dir_and_is_rebuilt_after_a_touch(tmp_pat
     data.load_dataset("nmnist", moved, time_steps=3)
     assert len(decoded) == 30  # rebuilt: every recording decoded again
     assert len(list((moved / catalog.CACHE_FOLDER).iterdir())) == 1  # the stale entry was removed
+
+
+def test_row_view_reads_the_rows_it_holds(tmp_path):
+    base = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(12, 3, 2))
+    base[:] = np.arange(72, dtype=np.uint8).reshape(12, 3, 2)
+    base = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.array([9, 2, 5, 7, 0])
+    view = data.base.RowView(base, rows)
+    expected = np.asarray(base)[rows]
+    assert view.shape == (5, 3, 2) and len(view) == 5 and view.dtype == np.uint8 and view.nbytes == 30
+    np.testing.assert_array_equal(view[1], expected[1])
+    np.testing.assert_array_equal(view[1:4], expected[1:4])
+    np.testing.assert_array_equal(view[np.array([4, 0, 2])], expected[[4, 0, 2]])  # unsorted: read sorted, returned as asked
+    np.testing.assert_array_equal(view[:, 1], expected[:, 1])
+    np.testing.assert_array_equal(np.asarray(view), expected)
+    assert view.astype(np.float32).dtype == np.float32
+    sub = data.base.take_rows(view, [3, 1])
+    np.testing.assert_array_equal(np.asarray(sub), expected[[3, 1]])
+    assert data.base.take_rows(base, np.arange(12)) is base

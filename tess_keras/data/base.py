@@ -62,9 +62,12 @@ class RowView:
         if np.ndim(picked) == 0:
             out = np.asarray(self.base[int(picked)])
             return out[rest] if rest else out
-        order = np.argsort(picked, kind="stable")  # sequential reads from the memory map
-        out = np.empty((len(picked), *self.base.shape[1:]), self.base.dtype)
-        out[order] = self.base[picked[order]]
+        if len(picked) < 2 or np.all(picked[1:] >= picked[:-1]):
+            out = np.asarray(self.base[picked])
+        else:
+            order = np.argsort(picked, kind="stable")  # sequential reads from the memory map
+            out = np.empty((len(picked), *self.base.shape[1:]), self.base.dtype)
+            out[order] = self.base[picked[order]]
         return out[(slice(None), *rest)] if rest else out
 
     def __array__(self, dtype=None, copy=None):
