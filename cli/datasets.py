@@ -8,9 +8,11 @@ from tess_keras.cli.app import app, console, fail
 
 
 def _state(entry):
+    from rich.markup import escape
+
     samples = entry["samples"]
     if samples is None and entry["status"] == "found":
-        return f"[green]found[/] ({entry['detail']})" if entry["detail"] else "[green]found[/]"
+        return f"[green]found[/] ({escape(entry['detail'])})" if entry["detail"] else "[green]found[/]"
     if entry["status"] in ("found", "incomplete"):
         colour = "green" if entry["status"] == "found" else "yellow"
         total = sum(samples.values())
@@ -19,10 +21,11 @@ def _state(entry):
         if entry["skipped"]:
             state += "\nignored: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in entry["skipped"].items())
         if entry["status"] == "incomplete":
-            state += "\n" + "; ".join(entry["incomplete"][:3]) + ("; ..." if len(entry["incomplete"]) > 3 else "")
+            more = "; ..." if len(entry["incomplete"]) > 3 else ""
+            state += "\n" + escape("; ".join(entry["incomplete"][:3])) + more
         return state
     if entry["status"] == "invalid":
-        return f"[red]invalid[/]: {entry['detail']}"
+        return f"[red]invalid[/]: {escape(entry['detail'])}"
     return "[red]missing[/]"
 
 
@@ -52,6 +55,7 @@ def datasets(
         typer.echo(json.dumps(entries, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Datasets in {root}", show_lines=True)
@@ -62,7 +66,7 @@ def datasets(
         info = catalog.INFO[entry["name"]]
         missing += entry["status"] not in ("found",)
         layout, source = (text.replace("DATA_DIR", str(root)) for text in (info.layout, info.source))
-        table.add_row(entry["name"], str(info.time_steps), _state(entry), entry["path"],
+        table.add_row(entry["name"], str(info.time_steps), _state(entry), escape(entry["path"]),
                       f"{layout}\n[dim]source: {source}[/]")
     Console().print(table)
     if missing:

@@ -142,5 +142,6 @@ def test_data_dir_naming_a_file(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("TESS_DATA_DIR", str(not_a_folder))
     with pytest.raises(data.DatasetError, match=r"\$TESS_DATA_DIR is .*datasets.tar, which is a file, not a folder"):
         data.load_dataset("nmnist")
-    with pytest.raises(data.DatasetError, match="datasets folder \\(--data-dir or \\$TESS_DATA_DIR\\) is .*which is a file"):
+    explicit = "datasets folder \\(--data-dir or \\$TESS_DATA_DIR\\) is .*which is a file"
+    with pytest.raises(data.DatasetError, match=explicit):
         data.load_dataset("nmnist", not_a_folder)

@@ -192,7 +192,7 @@ def test_row_view_reads_the_rows_it_holds(tmp_path):
     assert view.shape == (5, 3, 2) and len(view) == 5 and view.dtype == np.uint8 and view.nbytes == 30
     np.testing.assert_array_equal(view[1], expected[1])
     np.testing.assert_array_equal(view[1:4], expected[1:4])
-    np.testing.assert_array_equal(view[np.array([4, 0, 2])], expected[[4, 0, 2]])  # unsorted: read sorted, returned as asked
+    np.testing.assert_array_equal(view[np.array([4, 0, 2])], expected[[4, 0, 2]])  # unsorted rows, in the order asked
     np.testing.assert_array_equal(view[:, 1], expected[:, 1])
     np.testing.assert_array_equal(np.asarray(view), expected)
     assert view.astype(np.float32).dtype == np.float32

@@ -67,7 +67,7 @@ def load_dataset(name, data_dir=None, time_steps=None, seed=0, validation_fracti
     fraction = check_fraction(INFO[name].validation_fraction if validation_fraction is None else validation_fraction)
     loader = LOADERS[name]
     accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(options) - set(accepted) - {"allow_incomplete", "data_dir"})
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise DatasetError(f"Dataset {name!r} has no option {', '.join(unknown)}.")
     kwargs = {"seed": seed, **options}

@@ -4,8 +4,9 @@
 carves the validation split out of the training data (seeded, stratified per
 class; whole groups, e.g. DVS Gesture's users, when the training data has
 groups), counts the recordings that bin to all-zero frames (more than 1 % of
-the loader's train or test split is an error), and draws the seeded, stratified ``limit_train`` / ``limit_test`` subsets. The index
-functions work on labels alone, so ``tess datasets`` can count what a run
+the loader's train or test split is an error), and draws the seeded,
+stratified ``limit_train`` / ``limit_test`` subsets. The index functions work
+on labels alone, so ``tess datasets`` can count what a run
 would use without decoding a single sample.
 """
 
@@ -148,9 +149,9 @@ def _check_empty(name, subset, mask, ids, time_steps):
         raise DatasetError(
             f"Dataset {name!r}: {count} of {len(mask)} {subset} recordings ({100 * count / len(mask):.1f} %) bin to "
             f"all-zero frames, more than the {100 * EMPTY_LIMIT:.0f} % allowed; the first: {named}. Likely causes: the "
-            f"recordings are shorter than the clip the {time_steps} time bins cover, or their timestamps are in another "
-            "unit than the loader expects (microseconds; milliseconds for DVS Gesture's .npy files). Replace those "
-            "files with the originals, or remove them.")
+            f"recordings are shorter than the clip the {time_steps} time bins cover, or their timestamps are in "
+            "another unit than the loader expects (microseconds; milliseconds for DVS Gesture's .npy files). "
+            "Replace those files with the originals, or remove them.")
     return count
 
 
