@@ -97,16 +97,13 @@ def eval_command(
     model_path = Path(run_dir) / "model.keras"
     if not model_path.exists():
         fail(f"{run_dir} has no model.keras: training has not finished. Finish it with `tess train --resume {run_dir}`.")
+    from tess_keras.modelfile import ModelFileError, load_spiking_model
     for label, value in (("--batch-size", batch_size), ("--limit-test", limit_test)):
         if value is not None and value < 1:
             fail(f"{label} must be a positive integer, got {value}.")
 
-    import keras
     import numpy as np
 
-    import tess_keras.layers  # noqa: F401  (these register the saved classes)
-    import tess_keras.models  # noqa: F401
-    import tess_keras.rules  # noqa: F401
     from tess_keras import data
 
     name = dataset or config.dataset
@@ -119,9 +116,9 @@ def eval_command(
     if limit_test:
         splits.x_test, splits.y_test = splits.x_test[:limit_test], splits.y_test[:limit_test]
     try:
-        model = keras.saving.load_model(model_path)
-    except (OSError, ValueError, TypeError, KeyError) as error:  # a damaged or foreign file
-        fail(f"cannot load {model_path} ({str(error).splitlines()[0][:300]}); retrain or resume the run.")
+        model = load_spiking_model(model_path, f"Rewrite it with `tess train --resume {run_dir}`.")
+    except ModelFileError as error:  # a damaged or foreign file
+        fail(str(error))
     first = model.blocks[0].name
     expected = tuple(model.step_input_shapes[first][1:])
     if tuple(splits.input_shape) != expected or splits.num_classes != model.num_classes:
@@ -140,7 +137,6 @@ def eval_command(
     accuracy = float(np.mean(labels == predictions))
     layer_names = [layer.name for layer in model.spiking_layers]
 
-    plot_confusion(Path(run_dir) / "confusion.png", matrix, f"{name}: accuracy {accuracy:.4f}")
     report = {
         "dataset": name,
         "samples": int(len(labels)),
@@ -150,13 +146,37 @@ def eval_command(
         "confusion_matrix": matrix.tolist(),
         "spike_rates": {layer: float(rate) for layer, rate in zip(layer_names, result["spike_rates"])},
     }
-    tmp = Path(run_dir) / "eval.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(Path(run_dir) / "eval.json")
-    _print_report(report, run_dir)
+    unwritten = _save_outputs(Path(run_dir), matrix, f"{name}: accuracy {accuracy:.4f}", report)
+    _print_report(report, run_dir, written=not unwritten)
+    if unwritten:
+        fail(
+            f"the evaluation above is complete, but {' and '.join(unwritten)}. Make {run_dir} writable "
+            "(or free space) and run `tess eval` again to keep the files."
+        )
 
 
-def _print_report(report, run_dir):
+def _save_outputs(run_dir, matrix, title, report):
+    """Write confusion.png and eval.json (atomically); returns what could not be written."""
+    unwritten = []
+
+    def write_json(path):
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(path)
+
+    for path, write in ((run_dir / "confusion.png", lambda p: plot_confusion(p, matrix, title)), (run_dir / "eval.json", write_json)):
+        try:
+            write(path)
+        except OSError as error:
+            unwritten.append(f"{path} could not be written ({error.strerror or error})")
+            try:  # no partial file left behind (disk full)
+                Path(str(path) + ".tmp").unlink(missing_ok=True)
+            except OSError:
+                pass
+    return unwritten
+
+
+def _print_report(report, run_dir, written=True):
     from rich.console import Console
     from rich.table import Table
 
@@ -189,4 +209,5 @@ def _print_report(report, run_dir):
     for layer, rate in report["spike_rates"].items():
         rates.add_row(layer, f"{rate:.4f}")
     out.print(rates)
-    out.print(f"wrote {Path(run_dir) / 'confusion.png'} and {Path(run_dir) / 'eval.json'}")
+    if written:
+        out.print(f"wrote {Path(run_dir) / 'confusion.png'} and {Path(run_dir) / 'eval.json'}")

@@ -46,10 +46,7 @@ Q_FORMATS = {
 
 def load_run(run_dir):
     """(model, summary) of a ``tess train`` run directory."""
-    import keras
-
-    import tess_keras.models  # noqa: F401  (registers the custom objects)
-    import tess_keras.rules  # noqa: F401
+    from tess_keras.modelfile import ModelFileError, load_spiking_model
 
     run_dir = Path(run_dir)
     model_path = run_dir / "model.keras"
@@ -58,9 +55,9 @@ def load_run(run_dir):
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     try:
-        model = keras.saving.load_model(model_path)
-    except Exception as error:  # a corrupt or foreign file: say which
-        raise ExportError(f"cannot load {model_path}: {error}") from None
+        model = load_spiking_model(model_path, f"Rewrite it with `tess train --resume {run_dir}`.")
+    except ModelFileError as error:  # a corrupt or foreign file: say which
+        raise ExportError(str(error)) from None
     return model, summary
 
 
