@@ -58,16 +58,16 @@ def test_json_status_incomplete_and_invalid(tmp_path, no_network, monkeypatch):
     assert entry["class_counts"]["train"][2] == 0 and "--allow-incomplete" in entry["detail"]
 
 
-def test_json_without_tensorflow_or_tonic_and_a_file_as_data_dir(tmp_path):
+def test_json_without_tensorflow_tonic_or_sklearn_and_a_file_as_data_dir(tmp_path):
     nmnist_tree(tmp_path)
     code = ("import sys, json; from typer.testing import CliRunner; from tess_keras.cli.main import app; "
             f"r = CliRunner().invoke(app, ['datasets', '--data-dir', {str(tmp_path)!r}, '--json']); "
             "assert r.exit_code == 0, r.output; json.loads(r.stdout); "
-            "print('tensorflow' in sys.modules, 'tonic' in sys.modules)")
+            "print('tensorflow' in sys.modules, 'tonic' in sys.modules, 'sklearn' in sys.modules)")
     env = {**os.environ, "KERAS_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]  # nothing heavy is imported to count
     from tess_keras.cli.main import app
 
     a_file = tmp_path / "data.txt"

@@ -23,9 +23,10 @@ def _from_listing(listing, path):
 
 
 def _digits(data_dir, seed, allow_incomplete):
-    from tess_keras.data.digits import digits_split
+    from tess_keras.data.digits import digits_labels, split_order
 
-    labels, train, test = digits_split(seed)
+    labels = digits_labels()
+    train, test = split_order(len(labels), seed)
     return {"train": labels[train], "test": labels[test], "path": "(scikit-learn)"}
 
 
