@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from test_data_writers import (  # noqa: F401  (no_network is a fixture)
-    no_network, random_events, write_aedat4, write_gesture_npy, write_nmnist_bin,
+    no_network, random_events, write_aedat4, write_gesture_npy, write_nmnist_bin, write_shd_h5,
 )
 from tess_keras import data
 from tess_keras.data import catalog
@@ -130,6 +130,11 @@ def test_dvs_gesture_layout_rules(tmp_path, no_network):
         (base / "ibmGestureTest" / f"user{user}_led" / "5.npy").unlink(missing_ok=True)
     with pytest.raises(data.DatasetError, match="no sample of gesture 5 in ibmGestureTest"):
         data.load_dataset("dvs-gesture", tmp_path, time_steps=4, size=8)
+    # A sample outside any trial folder has no user: refused.
+    write_gesture_npy(base / "ibmGestureTrain" / "3.npy", [1], [1], [1], [5])
+    with pytest.raises(data.DatasetError, match="ibmGestureTrain/3.npy lies outside any userNN_<lighting> folder"):
+        data.load_dataset("dvs-gesture", tmp_path, time_steps=4, size=8, allow_incomplete=True)
+    (base / "ibmGestureTrain" / "3.npy").unlink()
     # An unknown folder among the trial folders is refused.
     (base / "ibmGestureTrain" / "backup").mkdir()
     with pytest.raises(data.DatasetError, match="ibmGestureTrain/backup is not a trial folder"):
@@ -145,3 +150,15 @@ def test_data_dir_naming_a_file(tmp_path, monkeypatch, no_network):
     explicit = "datasets folder \\(--data-dir or \\$TESS_DATA_DIR\\) is .*which is a file"
     with pytest.raises(data.DatasetError, match=explicit):
         data.load_dataset("nmnist", not_a_folder)
+
+
+def test_class_absent_from_the_labels_of_a_file(tmp_path, no_network):
+    """SHD's classes come from the labels stored in its HDF5 files: a class absent from a split is named."""
+    rng = np.random.default_rng(3)
+    for name, labels in (("shd_train.h5", np.repeat(np.arange(20), 2)), ("shd_test.h5", np.arange(19))):
+        samples = [(np.sort(rng.uniform(0.0, 0.9, 8)), rng.integers(0, 700, 8)) for _ in labels]
+        write_shd_h5(tmp_path / "SHD" / name, samples, labels)
+    with pytest.raises(data.DatasetError, match="'shd' is incomplete: class\\(es\\) 19 absent from test"):
+        data.load_dataset("shd", tmp_path, time_steps=4)
+    splits = data.load_dataset("shd", tmp_path, time_steps=4, allow_incomplete=True)
+    assert splits.incomplete == ["class(es) 19 absent from test"] and splits.class_counts()["test"][19] == 0
