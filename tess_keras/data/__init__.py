@@ -5,7 +5,8 @@ adds the validation split (``tess_keras.data.split``) and ``make_tf_dataset``
 turns one subset into a ``tf.data`` pipeline. Datasets are read from a local folder only
 (``--data-dir``, ``$TESS_DATA_DIR`` or ``~/.tess/data``); nothing is ever
 downloaded. ``catalog.INFO`` describes each dataset's layout and source and
-``catalog.scan`` checks whether it is present.
+``catalog.scan`` checks whether it is present; ``counts.report`` counts the
+train / validation / test samples a run would use from the file lists alone.
 """
 
 import inspect
