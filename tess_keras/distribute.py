@@ -84,6 +84,14 @@ def read_tf_config(environ=None):
         ) from None
     if not isinstance(cluster, dict) or not any(cluster.get(kind) for kind in ("worker", "chief")):
         raise DistributeError(f"TF_CONFIG's cluster lists no workers; e.g. {example}.")
+    from tess_keras.cluster import split_address
+
+    for kind in ("chief", "worker"):
+        entries = cluster.get(kind) or []
+        if not isinstance(entries, list):
+            raise DistributeError(f"TF_CONFIG's cluster {kind!r} must be a list of host:port addresses, e.g. {example}.")
+        for address in entries:
+            split_address(address)
     members = cluster.get(task_type)
     if not isinstance(members, list) or not 0 <= task_index < len(members):
         raise DistributeError(
@@ -94,14 +102,6 @@ def read_tf_config(environ=None):
         raise DistributeError(
             f"TF_CONFIG names this process {task_type} {task_index}; tess train runs as a 'worker' (or 'chief') task."
         )
-    from tess_keras.cluster import split_address
-
-    for kind in ("chief", "worker"):
-        entries = cluster.get(kind) or []
-        if not isinstance(entries, list):
-            raise DistributeError(f"TF_CONFIG's cluster {kind!r} must be a list of host:port addresses, e.g. {example}.")
-        for address in entries:
-            split_address(address)
     return cluster, task_type, task_index
 
 
