@@ -33,7 +33,7 @@ def test_json_counts_match_what_load_dataset_gives(tmp_path, no_network, monkeyp
     assert nmnist["class_counts"] == {"train": [3] * 10, "validation": [1] * 10, "test": [2] * 10}
     assert nmnist["skipped"] == {"non_sample_files": 1} and nmnist["validation_fraction"] == 0.1
     for name, options in (("nmnist", {"time_steps": 2}), ("dvs-gesture", {"time_steps": 2, "size": 8}),
-                          ("digits", {})):
+                          ("digits", {}), ("mnist", {})):
         splits = data.load_dataset(name, tmp_path, **options)
         assert entries[name]["class_counts"] == splits.class_counts(), name
     gesture = entries["dvs-gesture"]

@@ -75,9 +75,19 @@ def _cifar(name):
     return labels
 
 
+def _mnist(data_dir, seed, allow_incomplete):
+    from tess_keras.data.mnist import mnist_file, read_mnist, split_indices
+
+    path = mnist_file()
+    _, found = read_mnist(path)
+    train, test = split_indices(found, seed)
+    return {"train": found[train], "test": found[test], "path": path}
+
+
 LABELERS = {
     "digits": _digits, "digits-dvs": _digits_dvs, "nmnist": _nmnist, "cifar10-dvs": _cifar10_dvs,
     "dvs-gesture": _dvs_gesture, "shd": _shd, "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100"),
+    "mnist": _mnist, "mnist-dvs": _mnist,  # mnist-dvs records the mnist images with the same split
 }
 
 
