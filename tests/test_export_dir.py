@@ -3,6 +3,7 @@ leftovers of killed exports, and SIGKILL/SIGTERM in the middle of an export."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,14 +170,23 @@ def files_of(directory):
     return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_export_leaves_the_previous_one_intact(how, tmp_path):
-    run = untrained_run(tmp_path / "run")
-    target = tmp_path / "out"
-    first = subprocess.run([sys.executable, "-m", "tess_keras.cli.main", "export", str(run), "--out", str(target),
+@pytest.fixture(scope="module")
+def previous_export(tmp_path_factory):
+    """An untrained run and a finished export of it (copied into each test's folder)."""
+    root = tmp_path_factory.mktemp("previous")
+    run = untrained_run(root / "run")
+    first = subprocess.run([sys.executable, "-m", "tess_keras.cli.main", "export", str(run), "--out", str(root / "out"),
                             *FAST_EXPORT], capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_export_leaves_the_previous_one_intact(how, previous_export, tmp_path):
+    run, target = tmp_path / "run", tmp_path / "out"
+    shutil.copytree(previous_export / "run", run)
+    shutil.copytree(previous_export / "out", target)
     before = files_of(target)
     process = subprocess.Popen(
         [sys.executable, "-c", KILLABLE_EXPORT, "export", str(run), "--out", str(target), "--learn", "readout",
