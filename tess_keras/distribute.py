@@ -205,6 +205,22 @@ def worker_info(strategy):
     return task_type, task_index, chief
 
 
+def chief_by_config(name, environ=None):
+    """Whether this process will be the chief of strategy ``name``, read from
+    ``TF_CONFIG`` before joining any cluster (``worker_info`` needs the strategy).
+
+    Args:
+        name: a strategy name (``STRATEGIES``).
+        environ: the environment (default ``os.environ``).
+    """
+    if name != "multi-worker":
+        return True
+    cluster, task_type, task_index = read_tf_config(environ)
+    if cluster.get("chief"):
+        return task_type == "chief"
+    return task_type == "worker" and task_index == 0
+
+
 def is_chief(strategy):
     """True for the one process that writes run files (checkpoints, metrics, the model)."""
     return worker_info(strategy)[2]

@@ -111,6 +111,18 @@ def test_bad_addresses_are_refused_before_joining(workers, words):
         distribute.read_tf_config({"TF_CONFIG": raw})
 
 
+@pytest.mark.parametrize(
+    "chief_task, task, expected",
+    [(False, ("worker", 0), True), (False, ("worker", 1), False), (True, ("worker", 0), False), (True, ("chief", 0), True)],
+)
+def test_the_chief_is_known_before_joining(chief_task, task, expected):
+    """Worker 0 writes the run directory, or the chief task when there is one."""
+    spec = {"worker": ["a:1", "b:2"], **({"chief": ["c:3"]} if chief_task else {})}
+    raw = json.dumps({"cluster": spec, "task": {"type": task[0], "index": task[1]}})
+    assert distribute.chief_by_config("multi-worker", {"TF_CONFIG": raw}) is expected
+    assert distribute.chief_by_config("default", {}) is True
+
+
 # -- the CLI ---------------------------------------------------------------------------
 
 
