@@ -55,7 +55,7 @@ def flash(out_dir, board=None, probe=None):
     spec = load_boards().get(board, {})
     if "pyocd_target" not in spec:
         raise FirmwareError(
-            f"board {board!r} is not a real board; flash one of {', '.join(real_boards())}, "
+            f"board {board!r} is not a real board; flash one of {', '.join(real_boards())} (--board NAME), "
             f"or run this board in QEMU with `tess simulate {out_dir} --board {board}`."
         )
     probes = connected_probes()  # before the build: no probe, no point compiling

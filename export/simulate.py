@@ -135,10 +135,16 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
             no result line.
     """
     out_dir = Path(out_dir).resolve()
+    requested = board
     board = resolve_board(out_dir, board)
     boards = load_boards()
+    qemu_boards = ", ".join(name for name, spec in boards.items() if "qemu_machine" in spec)
+    if board == HOST_BOARD and requested is None:
+        raise FirmwareError(
+            f"{out_dir} was exported for the host (--target host), which QEMU does not run; run the host build with "
+            f"`tess build {out_dir}`, or simulate a Cortex-M board with --board (one of {qemu_boards})."
+        )
     if board == HOST_BOARD or "qemu_machine" not in boards[board]:
-        qemu_boards = ", ".join(name for name, spec in boards.items() if "qemu_machine" in spec)
         raise FirmwareError(
             f"board {board!r} does not run in QEMU; simulate one of {qemu_boards}, "
             f"or run it on the hardware with `tess flash {out_dir} --board {board}`."

@@ -81,7 +81,8 @@ def test_a_board_without_firmware_is_refused_by_export():
 
 def export_record(directory, **fields):
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "tess_engine.h").write_text("// engine\n")
+    for name in firmware_build.ENGINE_FILES:
+        (directory / name).write_text("// engine\n")
     outdir.write_manifest(directory, **fields)
     return directory
 
@@ -118,3 +119,17 @@ def test_tess_build_without_board_builds_the_exported_one(tmp_path):
     assert "nrf52840-dk: flash" in result.stderr
     assert (out / "build" / "nrf52840-dk" / "tess_firmware.elf").is_file()
     assert not (out / "build" / "mps2-an386").exists()
+
+
+def test_simulate_and_flash_say_which_board_to_name(tmp_path):
+    from tess_keras.export import simulate as firmware_simulate
+
+    host = export_record(tmp_path / "host", target="host", board=None)
+    with pytest.raises(firmware_build.FirmwareError, match=r"exported for the host.*--board \(one of mps2-an386"):
+        firmware_simulate.simulate(host)
+    with pytest.raises(firmware_build.FirmwareError, match="board 'host' does not run in QEMU"):
+        firmware_simulate.simulate(host, "host")
+    qemu = export_record(tmp_path / "qemu", target="cortex-m4", board="mps2-an386")
+    with pytest.raises(firmware_build.FirmwareError, match=r"not a real board; flash one of nucleo-f446re, "
+                                                           r"nrf52840-dk \(--board NAME\)"):
+        firmware_flash.flash(qemu)
