@@ -14,9 +14,9 @@ updates plus one Adam step), warms up (trace, XLA compile, autotuning), then
 times ``--steps`` steps on data already on the device. Peak memory is what
 one step needs on top of what was held before it (weights, optimizer slots,
 the batch): GPU, TensorFlow's allocator statistics
-(``tf.config.experimental.get_memory_info``); CPU, the process's resident
-high-water mark (``/proc/self/status`` VmHWM after resetting it through
-``/proc/self/clear_refs``), with glibc told to return freed memory at once.
+(``tf.config.experimental.get_memory_info``); CPU, memray's high-water mark
+of the heap allocations one extra, untimed step makes
+(``tess_keras.memory.StepPeak``).
 
     python bench/gpu_bench.py                 # GPU: table + bench/results/gpu_bench_gpu.{json,md}
     python bench/gpu_bench.py --cpu           # CPU: bench/results/gpu_bench_cpu.{json,md}
@@ -117,14 +117,17 @@ def run_configuration(config, shape, args, memory):
     float(logs["loss"])  # wait for the device
     warmup_seconds = time.perf_counter() - started
 
+    # One untimed step measures the memory (memray's tracking on the CPU
+    # would slow the timed ones).
     baseline = memory.start()
+    float(step(batch)["loss"])
+    peak = memory.peak()
     seconds = []
     for _ in range(args.steps):
         started = time.perf_counter()
         logs = step(batch)
         loss = float(logs["loss"])  # forces the step to finish
         seconds.append(time.perf_counter() - started)
-    peak = memory.peak()
     median = statistics.median(seconds)
     result = {
         **config,
@@ -183,14 +186,6 @@ def write_results(prefix, payload, text):
 def main(argv=None):
     args = parse_args(argv)
     if args.cpu:
-        # glibc reads MALLOC_ENV (big blocks from mmap, freed memory trimmed at
-        # once: the resident set follows the live tensors) only at start-up.
-        from tess_keras.memory import MALLOC_ENV
-
-        missing = {k: v for k, v in MALLOC_ENV.items() if os.environ.get(k) != v}
-        if missing:  # restart with them set
-            os.environ.update(missing)
-            os.execv(sys.executable, [sys.executable] + sys.argv)
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
     import tensorflow as tf

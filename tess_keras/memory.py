@@ -2,23 +2,28 @@
 
 ``measure_train_step`` answers "how much memory does one batch of training
 take with this rule and this T?" by running the model's real ``train_step``
-(under ``tf.function``) on random data and measuring, not modelling:
+(under ``tf.function``) on random data and measuring, not modelling. The
+figure is the peak of the bytes the step has allocated and not yet freed:
 
-* CPU: TensorFlow keeps no allocator statistics for the CPU, so the step's
-  peak is the process's resident memory high-water mark. After a warm-up
-  step (which traces the graph and allocates everything that lives across
-  steps) the kernel's high-water mark is reset (``/proc/self/clear_refs``),
-  the step runs, and ``peak = VmHWM - VmRSS before the step``. glibc is told
-  to serve large blocks with ``mmap`` and give freed memory back at once, so
-  the resident set follows the step's live tensors.
-* GPU: ``tf.config.experimental.reset_memory_stats`` /
-  ``get_memory_info`` of the first GPU: ``peak - current before the step``.
+* CPU: memray tracks every heap allocation and free made during the step,
+  in every thread (TensorFlow's CPU allocator and its kernels' scratch
+  memory go through ``malloc`` / ``posix_memalign``), and reports their
+  high-water mark. The step runs with one inter-op thread, so independent
+  ops run in the same order, and hold the same buffers at the same time, on
+  every run: the figure repeats within 0.1 % run to run, on an idle or a
+  busy machine. (A resident-set high-water mark moved by megabytes under
+  load, and TensorFlow's CPU BFC allocator counts whole free-list chunks,
+  which moved by 3-10 % from run to run.)
+* GPU: TensorFlow's allocator statistics of the first GPU
+  (``reset_memory_stats`` / ``get_memory_info``), peak minus the bytes
+  allocated before the step.
 
-Every configuration runs in its own fresh process, so one measurement never
-sees another's graphs or freed-but-cached memory. The processes are forked
-from a helper interpreter that has already imported TensorFlow (it does
-nothing else before forking), which saves the import time per
-configuration. Linux only (``/proc`` and ``fork``).
+Steps are timed in a second fresh process with TensorFlow's default
+threading and no tracking, as training runs.
+
+Every process is forked from a helper interpreter that has already imported
+TensorFlow (it does nothing else before forking), which saves the import
+time per configuration. Linux and macOS (``fork``, memray).
 """
 
 import dataclasses
@@ -28,15 +33,6 @@ import signal
 import subprocess
 import sys
 
-# glibc settings for the measuring processes: blocks >= 64 KiB come from
-# mmap (returned to the kernel on free), the heap is trimmed at once and
-# only two arenas keep per-thread caches small.
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "65536",
-    "MALLOC_TRIM_THRESHOLD_": "0",
-    "MALLOC_TOP_PAD_": "0",
-    "MALLOC_ARENA_MAX": "2",
-}
 
 
 @dataclasses.dataclass
@@ -46,15 +42,15 @@ class StepMeasurement:
     Attributes:
         rule: the rule's config (``{"name": ..., **get_config()}``).
         time_steps, batch_size: the configuration.
-        peak_bytes: memory the step needed on top of what the process held
-            before it (bytes).
-        baseline_bytes: resident (CPU) or allocated (GPU) bytes just before
-            the measured step: interpreter, TensorFlow, model, optimizer.
+        peak_bytes: peak bytes the step allocated and had not yet freed
+            (CPU: memray; GPU: TensorFlow's allocator statistics).
+        baseline_bytes: bytes held before the step and not counted in the
+            peak: the weights, the optimizer's slots and the input batch.
         step_seconds: wall time of each timed step (after the warm-up).
         step_cpu_seconds: CPU time (all threads) of each timed step; less
             disturbed than wall time when other processes share the cores.
         device: ``"CPU"`` or the GPU's name.
-        method: ``"rss-hwm"`` (CPU) or ``"tf-allocator"`` (GPU).
+        method: ``"memray"`` (CPU) or ``"tf-allocator"`` (GPU).
     """
 
     rule: dict
@@ -127,13 +123,12 @@ def _job(rule, time_steps, batch_size, input_shape, num_classes, model, timed_st
 
 
 def profile_train_steps(jobs, timeout=600, workers=1):
-    """Measure several configurations, each in its own fresh process.
+    """Measure several configurations, each in fresh processes of its own.
 
-    The processes start with ``MALLOC_ENV`` so the memory number follows
-    the step's live tensors; before timing steps (``timed_steps > 0``) a
-    process switches glibc back to keeping freed blocks for reuse (as it
-    does by default), because returning every block to the kernel costs
-    page faults that would slow the timed steps.
+    Memory is measured first, ``workers`` configurations at a time (each in
+    its own process with its own allocator statistics, so running several
+    at once, or beside other programs, leaves the figures unchanged); then
+    the configurations with ``timed_steps > 0`` are timed one at a time.
 
     Args:
         jobs: list of dicts of ``measure_train_step``'s keyword arguments
@@ -141,29 +136,28 @@ def profile_train_steps(jobs, timeout=600, workers=1):
             optionally ``num_classes``, ``model``, ``timed_steps``,
             ``device``, ``seed``).
         timeout: seconds allowed for all of them together.
-        workers: configurations measured at the same time (each still in
-            its own process, so memory numbers are unaffected; keep 1 when
-            timing steps, as parallel runs share the cores).
+        workers: memory measurements run at the same time.
 
     Returns:
         One ``StepMeasurement`` per job, in order.
 
     Raises:
+        ValueError: a job's arguments are invalid (before any process starts).
         MeasurementError: a measuring process failed (e.g. out of memory).
     """
     defaults = {"num_classes": 10, "model": "mcu", "timed_steps": 0, "device": "auto", "seed": 0}
     specs = [_job(**{**defaults, **job}) for job in jobs]
     if not specs:
         return []
-    if not os.path.exists("/proc/self/clear_refs"):
-        raise MeasurementError("Measuring memory needs Linux (/proc/self/clear_refs); this system has none.")
-    return [StepMeasurement(**record) for record in _run_server(specs, MALLOC_ENV, timeout, workers)]
+    if not hasattr(os, "fork"):
+        raise MeasurementError("Measuring memory needs os.fork (Linux or macOS); this system has none.")
+    return [StepMeasurement(**record) for record in _run_server(specs, timeout, workers)]
 
 
-def _run_server(specs, extra_env, timeout, workers):
+def _run_server(specs, timeout, workers):
     """Run the fork server (``python -m tess_keras.memory``) on ``specs``."""
-    env = {**os.environ, **extra_env, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    # Own session, so a timeout stops the server and the child it forked.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # Own session, so a timeout stops the server and the children it forked.
     server = subprocess.Popen(
         [sys.executable, "-m", "tess_keras.memory"],
         stdin=subprocess.PIPE,
@@ -205,12 +199,12 @@ def measure_train_step(
 
     The model's ``train_step`` (rule gradients plus an Adam update) runs
     under ``tf.function`` on random inputs in [0, 1) ``[batch, T, *shape]``
-    in a fresh process; after a warm-up step that traces it, the memory the
-    next step needs on top of what was held before is measured (CPU: peak
-    resident set via ``/proc``; GPU: TensorFlow's allocator statistics).
-    Model weights, optimizer slots and the input batch are held before the
-    step and are not counted; everything the step creates is (traces or
-    stored activations, gradients, temporaries).
+    in a fresh process; after a warm-up step that traces it, the peak bytes
+    the next step allocates and has not yet freed are measured (CPU: memray's
+    allocation tracking; GPU: TensorFlow's allocator statistics). Model
+    weights, optimizer slots and the input batch exist before the step and
+    are not counted; everything the step creates is (traces or stored
+    activations, gradients, temporaries).
 
     Args:
         rule: rule name (``"tess"``, ``"stllr"``, ``"bptt"``) or a
@@ -249,19 +243,12 @@ def measure_train_step(
 # -- inside the measuring process ---------------------------------------------
 
 
-def _proc_status_bytes(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise MeasurementError(f"/proc/self/status has no {field}")
-
-
 class StepPeak:
-    """Peak memory of what runs between ``start()`` and ``peak()``, above the
-    level at ``start()``: TensorFlow's allocator statistics on a GPU, the
-    process's resident-set high-water mark on the CPU (Linux; run the process
-    with ``MALLOC_ENV`` so that the resident set follows the live tensors).
+    """Peak bytes allocated and still live between ``start()`` and
+    ``peak()``: TensorFlow's allocator statistics on a GPU (above the bytes
+    live at ``start()``); on the CPU, memray's high-water mark of the heap
+    allocations made after ``start()`` (every thread; ``malloc`` and
+    friends, which TensorFlow's CPU allocator and its kernels use).
 
     Args:
         gpu: TensorFlow device name of the GPU to watch (e.g. ``"GPU:0"``),
@@ -270,29 +257,72 @@ class StepPeak:
 
     def __init__(self, gpu=None):
         self.gpu = gpu
-        self.method = "tf-allocator" if gpu else "rss-hwm"
+        self.method = "tf-allocator" if gpu else "memray"
         self.baseline = 0
+        self._tracker = self._folder = None
 
     def start(self):
-        """Reset the high-water mark; returns the bytes held now."""
+        """Start measuring; returns the bytes held now (GPU: allocated by
+        TensorFlow; CPU: the process's resident set, for information).
+
+        Raises:
+            MeasurementError: memray is not installed (CPU).
+        """
         if self.gpu:
             import tensorflow as tf
 
             tf.config.experimental.reset_memory_stats(self.gpu)
             self.baseline = tf.config.experimental.get_memory_info(self.gpu)["current"]
-        else:
-            with open("/proc/self/clear_refs", "w") as clear_refs:
-                clear_refs.write("5")  # reset VmHWM to the current resident set
-            self.baseline = _proc_status_bytes("VmRSS")
+            return self.baseline
+        try:
+            import memray
+        except ImportError as error:
+            raise MeasurementError(
+                "Measuring CPU memory needs memray (Linux or macOS): pip install memray."
+            ) from error
+        import tempfile
+
+        self.baseline = _resident_bytes()
+        self._folder = tempfile.TemporaryDirectory(prefix="tess-memray-")
+        destination = memray.FileDestination(os.path.join(self._folder.name, "step.bin"), compress_on_exit=False)
+        self._tracker = memray.Tracker(destination=destination, native_traces=False, memory_interval_ms=1000)
+        self._tracker.__enter__()
         return self.baseline
 
     def peak(self):
-        """Bytes needed above the baseline since ``start()``."""
+        """Peak bytes above the baseline since ``start()`` (CPU: stops the
+        tracking; call ``start()`` again to measure again)."""
         if self.gpu:
             import tensorflow as tf
 
             return tf.config.experimental.get_memory_info(self.gpu)["peak"] - self.baseline
-        return _proc_status_bytes("VmHWM") - self.baseline
+        import memray
+
+        self._tracker.__exit__(None, None, None)
+        try:
+            with memray.FileReader(os.path.join(self._folder.name, "step.bin")) as reader:
+                return int(reader.metadata.peak_memory)
+        finally:
+            self._folder.cleanup()
+            self._tracker = self._folder = None
+
+
+def _resident_bytes():
+    """The process's resident set (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def _held_bytes(model, *tensors):
+    """Bytes of the model's weights and optimizer slots plus ``tensors``."""
+    import numpy as np
+    import tensorflow as tf
+
+    values = [*model.variables, *model.optimizer.variables, *tensors]
+    return int(sum(np.prod(v.shape) * tf.as_dtype(v.dtype).size for v in values))
 
 
 def _build(spec):
@@ -317,42 +347,22 @@ def _build(spec):
     return model
 
 
-def _keep_freed_memory():
-    """Undo ``MALLOC_ENV`` for timing: glibc's usual large thresholds, so
-    freed blocks are reused instead of unmapped and faulted in again."""
-    import ctypes
-
-    mallopt = ctypes.CDLL("libc.so.6").mallopt
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's dynamic threshold's maximum
-    mallopt(m_trim_threshold, 64 * 2**20)
-    mallopt(m_top_pad, 128 * 2**10)
-
-
-def _measure(spec):
-    """Build and warm up one configuration, measure one step's memory, then
-    time ``timed_steps`` steps (in a forked child)."""
+def _run(spec, task):
+    """In a fresh child: build and warm up one configuration, then measure
+    one step's memory (``task == "memory"``) or time ``timed_steps`` steps
+    (``task == "timing"``). Returns that part of the record."""
     import time
 
     import tensorflow as tf
 
+    if task == "memory":  # one schedule of independent ops, so the same tensors are live together
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     gpus = tf.config.list_physical_devices("GPU") if spec["device"] != "cpu" else []
     if spec["device"] == "gpu" and not gpus:
         raise MeasurementError("device='gpu' but TensorFlow sees no GPU.")
     if spec["device"] == "cpu":
         tf.config.set_visible_devices([], "GPU")
     on_gpu = bool(gpus)
-    record = {
-        "rule": spec["rule"],
-        "time_steps": spec["time_steps"],
-        "batch_size": spec["batch_size"],
-        "peak_bytes": 0,
-        "baseline_bytes": 0,
-        "step_seconds": [],
-        "step_cpu_seconds": [],
-        "device": gpus[0].name if on_gpu else "CPU",
-        "method": StepPeak("GPU:0" if on_gpu else None).method,
-    }
     with tf.device("/GPU:0" if on_gpu else "/CPU:0"):
         model = _build(spec)
         generator = tf.random.Generator.from_seed(spec["seed"])
@@ -365,27 +375,31 @@ def _measure(spec):
             train_step((inputs, labels))["loss"].numpy()  # .numpy() waits for the step
 
         run_step()  # traces the graph and allocates what lives across steps
-
-        memory = StepPeak("GPU:0" if on_gpu else None)
-        baseline = memory.start()
-        run_step()
-        record.update(peak_bytes=int(memory.peak()), baseline_bytes=int(baseline))
-
-        if spec["timed_steps"] > 0:
-            _keep_freed_memory()
-            run_step()  # lets the allocator's free lists grow again
-            for _ in range(spec["timed_steps"]):
-                wall, cpu = time.perf_counter(), time.process_time()
-                run_step()
-                record["step_cpu_seconds"].append(time.process_time() - cpu)
-                record["step_seconds"].append(time.perf_counter() - wall)
-    return record
+        if task == "memory":
+            memory = StepPeak("GPU:0" if on_gpu else None)
+            memory.start()
+            run_step()
+            return {
+                "peak_bytes": int(memory.peak()),
+                "baseline_bytes": _held_bytes(model, inputs, labels),
+                "device": gpus[0].name if on_gpu else "CPU",
+                "method": memory.method,
+            }
+        run_step()  # lets the allocator's free lists settle
+        record = {"step_seconds": [], "step_cpu_seconds": []}
+        for _ in range(spec["timed_steps"]):
+            wall, cpu = time.perf_counter(), time.process_time()
+            run_step()
+            record["step_cpu_seconds"].append(time.process_time() - cpu)
+            record["step_seconds"].append(time.perf_counter() - wall)
+        return record
 
 
 def _serve():
-    """Read the number of parallel workers, then one JSON job per stdin
-    line; fork a fresh child for each; print one JSON result line per job,
-    in order."""
+    """Read the number of parallel memory workers, then one JSON job per
+    stdin line; measure each job's memory in a fresh child (``workers`` at
+    once), then time those with ``timed_steps`` one child at a time; print
+    one JSON result line per job, in order."""
     import traceback
 
     import keras  # noqa: F401  (imported once here, shared by every child)
@@ -396,41 +410,55 @@ def _serve():
     lines = [line for line in sys.stdin if line.strip()]
     workers = max(1, int(json.loads(lines[0]))) if lines else 1
     jobs = [json.loads(line) for line in lines[1:]]
-    # Up to `workers` children at once; results are printed in job order.
-    for first in range(0, len(jobs), workers):
-        running = [(spec, *_fork_child(spec, traceback)) for spec in jobs[first : first + workers]]
-        for spec, pid, read_end in running:
-            with os.fdopen(read_end) as result:
-                text = result.read()
-            _, status = os.waitpid(pid, 0)
-            if not text:
-                code = os.waitstatus_to_exitcode(status)
-                text = json.dumps(
-                    {
-                        "job": f"{spec['rule']['name']} T={spec['time_steps']}",
-                        "error": f"the measuring process died (exit {code}; -9 usually means out of memory)",
-                    }
-                )
-            print(text, flush=True)
+    records = [
+        {"rule": spec["rule"], "time_steps": spec["time_steps"], "batch_size": spec["batch_size"],
+         "step_seconds": [], "step_cpu_seconds": []}
+        for spec in jobs
+    ]
+    memory_tasks = [(index, "memory") for index in range(len(jobs))]
+    timing_tasks = [(index, "timing") for index, spec in enumerate(jobs) if spec["timed_steps"] > 0]
+    for tasks, at_once in ((memory_tasks, workers), (timing_tasks, 1)):
+        for first in range(0, len(tasks), at_once):
+            running = [(index, *_fork_child(jobs[index], task, traceback)) for index, task in tasks[first : first + at_once]]
+            for index, pid, read_end in running:
+                records[index].update(_collect(jobs[index], pid, read_end))
+    for record in records:
+        print(json.dumps(record), flush=True)
 
 
-def _fork_child(spec, traceback):
-    """Fork a child that measures ``spec`` and writes its JSON record to a
-    pipe; returns ``(pid, read end of the pipe)``."""
+def _job_name(spec):
+    return f"{spec['rule']['name']} T={spec['time_steps']}"
+
+
+def _collect(spec, pid, read_end):
+    """Wait for a child; its record, or an ``error`` record if it died."""
+    with os.fdopen(read_end) as result:
+        text = result.read()
+    _, status = os.waitpid(pid, 0)
+    if text:
+        return json.loads(text)
+    code = os.waitstatus_to_exitcode(status)
+    return {"job": _job_name(spec), "error": f"the measuring process died (exit {code}; -9 usually means out of memory)"}
+
+
+def _fork_child(spec, task, traceback):
+    """Fork a child that runs ``task`` on ``spec`` and writes its JSON
+    record to a pipe; returns ``(pid, read end of the pipe)``."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: measure, report, leave without cleanup
         os.close(read_end)
         try:
-            record = _measure(spec)
+            record = _run(spec, task)
         except BaseException as error:  # noqa: BLE001 (reported to the parent, which raises)
             traceback.print_exc()  # the full story goes to the server's stderr
-            record = {"job": f"{spec['rule']['name']} T={spec['time_steps']}", "error": f"{type(error).__name__}: {error}"}
+            record = {"job": _job_name(spec), "error": f"{type(error).__name__}: {error}"}
         with os.fdopen(write_end, "w") as out:
             out.write(json.dumps(record))
         os._exit(0)
     os.close(write_end)
     return pid, read_end
+
 
 if __name__ == "__main__":
     _serve()

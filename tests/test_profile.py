@@ -134,4 +134,4 @@ def test_measure_reports_a_peak_per_rule():
     for figures in measured.values():
         assert isinstance(figures["peak_bytes"], int) and figures["peak_bytes"] >= 0
         assert figures["batch_size"] == 8
-        assert (figures["device"], figures["method"]) in (("CPU", "rss-hwm"),) or figures["method"] == "tf-allocator"
+        assert (figures["device"], figures["method"]) in (("CPU", "memray"),) or figures["method"] == "tf-allocator"
