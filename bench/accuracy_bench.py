@@ -86,9 +86,11 @@ def main_variants(rules):
 
 
 def default_lsg_source():
-    from tess_keras import rules
+    """The ``lsg_source`` a plain ``tess train`` uses (``TrainConfig``'s, else the rule's)."""
+    from tess_keras import rules, training
 
-    return rules.TESS().lsg_source
+    default = {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}.get("lsg_source")
+    return default if isinstance(default, str) else rules.TESS().lsg_source
 
 
 def other_lsg_source():
@@ -114,22 +116,29 @@ def plan(datasets, rules, ablations):
 
 
 @contextlib.contextmanager
-def variant_models(variant):
+def variant_models(variant, lsg_in_config, built=None):
     """While active, ``tess_keras.models.build_model`` builds ``variant``'s network:
-    TESS with the variant's ``lsg_source``, and every spiking layer frozen for ``frozen``.
-    (``TrainConfig`` has no option for either; the training loop is otherwise untouched.)"""
+    every spiking layer frozen for ``frozen`` (``TrainConfig`` has no such
+    option), and TESS with the variant's ``lsg_source`` when ``TrainConfig``
+    has no ``lsg_source`` field (``lsg_in_config`` False). The training loop
+    is otherwise untouched. ``built`` (a dict), if given, receives the
+    number of trainable parameters of the network built."""
+    import numpy as np
+
     from tess_keras import models, rules
 
     original = models.build_model
 
     def build(name, input_shape, num_classes, rule="tess"):
-        if variant.lsg_source is not None and isinstance(rule, rules.TESS):
+        if not lsg_in_config and variant.lsg_source is not None and isinstance(rule, rules.TESS):
             config = {**rule.get_config(), "lsg_source": variant.lsg_source}
             rule = rules.TESS(**{k: v for k, v in config.items() if k != "name"})
         model = original(name, input_shape, num_classes, rule)
         if variant.frozen:
             for layer in model.spiking_layers:
                 layer.trainable = False
+        if built is not None:
+            built["trainable_parameters"] = int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
         return model
 
     models.build_model = build
@@ -164,11 +173,13 @@ def train_one(dataset, variant, seed, args, work):
         "time_steps": recipe.time_steps,
         "alpha_post": recipe.alpha_post if variant.alpha_post is None else variant.alpha_post,
         "limit_train": args.limit_train, "data_dir": args.data_dir or "",
+        "lsg_source": variant.lsg_source or default_lsg_source(),
     }
     config = training.TrainConfig(**{k: v for k, v in options.items() if k in fields})
     keras.backend.clear_session()
     started = time.perf_counter()
-    with variant_models(variant):
+    built = {}
+    with variant_models(variant, "lsg_source" in fields, built):
         summary = training.train(config)
     wall = time.perf_counter() - started
     history = read_history(out)
@@ -179,6 +190,7 @@ def train_one(dataset, variant, seed, args, work):
         "frozen": variant.frozen,
         "epochs": config.epochs, "limit_train": args.limit_train,
         "time_steps": summary.get("time_steps", config.time_steps),
+        "trainable_parameters": built.get("trainable_parameters"),
         "test_accuracy": summary["test_accuracy"],
         "validation_accuracy": summary.get("validation_accuracy"),
         "selected_epoch": summary.get("selected_epoch"),
@@ -201,7 +213,7 @@ def _mean_std(values):
     values = [v for v in values if v is not None]
     if not values:
         return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)  # no std of one seed
 
 
 def aggregate(records):
@@ -253,7 +265,9 @@ def goals(rows):
 
 
 def _fmt(mean, std, digits=1):
-    return "not run" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if mean is None:
+        return "not run"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def markdown(rows, goal_rows, settings):
@@ -261,10 +275,15 @@ def markdown(rows, goal_rows, settings):
         "# Accuracy benchmark (mcu network)", "",
         f"Measured {settings['date']} on {settings['machine']}; settings: epochs {settings['epochs'] or 'recipe'}, "
         f"seeds {settings['seeds']}, limit_train {settings['limit_train'] or 'all'}, validation protocol in the "
-        f"training loop: {settings['validation_protocol']}.", "",
+        f"training loop: {settings['validation_protocol']}. Seconds per epoch leave out the first epoch (tracing) "
+        f"and were measured on a CPU shared with other jobs.", "",
         "| dataset | configuration | T | epochs | seeds | test accuracy % (mean ± std) | best-validation epoch | s / epoch |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    if not settings["validation_protocol"]:
+        lines[2:2] = ["**The training loop had no validation split when this ran: its 'validation' column was the test "
+                      "split, so the best-validation epoch below is the epoch of the best test accuracy, and the test "
+                      "accuracy is that of the last epoch.**", ""]
     for row in rows:
         lines.append(
             f"| {row['dataset']} | {row['variant']} | {row['time_steps']} | {row['epochs']} | {len(row['seeds'])} | "
@@ -293,7 +312,7 @@ def plot(rows, path):
     for axis, dataset in zip(axes[0], datasets):
         chosen = [row for row in rows if row["dataset"] == dataset]
         axis.bar(range(len(chosen)), [row["test_accuracy_mean"] for row in chosen],
-                 yerr=[row["test_accuracy_std"] for row in chosen], capsize=3, color="tab:blue")
+                 yerr=[row["test_accuracy_std"] or 0.0 for row in chosen], capsize=3, color="tab:blue")
         axis.set_xticks(range(len(chosen)), [row["variant"] for row in chosen], rotation=45, ha="right", fontsize=8)
         low = min(row["test_accuracy_mean"] for row in chosen)
         axis.set_ylim(max(0, low - 10), 100)
@@ -323,6 +342,17 @@ def write_results(out, settings, records):
     return rows, goal_rows
 
 
+def report_only(out):
+    """Rewrite the Markdown, goals and plot of ``out/accuracy_bench.json`` from its runs."""
+    path = out / "accuracy_bench.json"
+    if not path.is_file():
+        raise SystemExit(f"accuracy_bench: {path} does not exist; run the benchmark first (without --report).")
+    payload = json.loads(path.read_text())
+    rows, goal_rows = write_results(out, payload["settings"], payload["runs"])
+    print(markdown(rows, goal_rows, {**payload["settings"],
+                                     "validation_protocol": all(r["validation_protocol"] for r in payload["runs"])}))
+
+
 def _names(text, allowed, what):
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in allowed]
@@ -345,7 +375,11 @@ def main(argv=None):
     parser.add_argument("--work", type=pathlib.Path, default=None, help="where run directories go (default: a temp folder)")
     parser.add_argument("--keep-runs", action="store_true", help="keep every run directory")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in the JSON and skip them")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: rewrite the tables, goals and plot from the runs in the JSON")
     args = parser.parse_args(argv)
+    if args.report:
+        return report_only(args.out)
     datasets = _names(args.datasets, DATASETS, "dataset")
     rules = _names(args.rules, RULES, "rule")
     if args.seeds < 1 or args.epochs < 0 or args.limit_train < 0:
