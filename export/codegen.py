@@ -91,14 +91,23 @@ def _pool_context(layer):
     )
 
 
-def _cell_expr(layer):
-    """C expression: the LSG cell of position ``n`` of the map the layer's LSG pools."""
-    if layer.kind != "conv":
-        return "n"
-    k = layer.lsg_pool
-    _, ow, co = layer.lsg_shape
-    ch, cw = layer.lsg_cell
-    return f"(n % {co}) * {k * k} + ((n / {ow * co}) / {ch}) * {k} + ((n / {co}) % {ow}) / {cw}"
+def _lsg_cells(layer):
+    """Template values of a learning layer's LSG cells: the map's size and, for conv
+    layers, the first/last cell row (column) of every map row (column) and each
+    cell's weight L / area (adaptive windows, possibly overlapping)."""
+    shape = tuple(layer.lsg_shape)
+    height, width, channels = shape if len(shape) == 3 else (1, 1, shape[0])
+    values = dict(LH=height, LW=width, LC=channels, LN=height * width * channels, KK=layer.lsg_pool**2,
+                  lsg_norm=layer.lsg_norm)
+    if layer.kind == "conv":
+        def spans(windows, size):
+            inside = [[i for i, (a, b) in enumerate(windows) if a <= y < b] for y in range(size)]
+            return [min(cells) for cells in inside], [max(cells) for cells in inside]
+
+        values["rlo"], values["rhi"] = spans(layer.lsg_rows, height)
+        values["clo"], values["chi"] = spans(layer.lsg_cols, width)
+        values["cell_weight"] = [int(v) for v in np.asarray(layer.lsg_weight).ravel()]
+    return values
 
 
 def engine_context(spec, source="a Keras model"):
@@ -147,11 +156,12 @@ def engine_context(spec, source="a Keras model"):
                     trace_format=f"Q{15 - layer.trace_frac}.{layer.trace_frac} of one {'input LSB' if layer.analog_input else 'spike'}",
                     grad_shift=layer.grad_shift,
                     lsg_size=layer.lsg_size,
+                    lsg_pool=layer.lsg_pool,
                     lsg_bits=bits,
                     lsg_row_bytes=row_bytes,
                     lsg_mult=layer.lsg_mult,
                     lsg_shift=layer.lsg_shift,
-                    cell_expr=_cell_expr(layer),
+                    **_lsg_cells(layer),
                     update_mult=layer.update_mult,
                     update_shift=layer.update_shift,
                 )
@@ -243,6 +253,7 @@ def engine_context(spec, source="a Keras model"):
         any_learn=bool(spec.learnable),
         any_spiking_learn=bool(learning),
         any_post_trace=any(s["alpha_post"] for s in learning),
+        any_conv_learn=any(s["kind"] == "conv" for s in learning),
         max_neurons=max([s["N"] for s in spiking] + [spec.num_classes]),
         max_learn_neurons=max([s["N"] for s in learning], default=1),
         max_lsg=max([s["lsg_size"] for s in learning], default=1),

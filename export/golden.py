@@ -183,24 +183,28 @@ class GoldenEngine:
         return rescale(acc, layer.current_mult, layer.current_shift)
 
     def _learning_signal(self, layer, spikes, labels):
-        """g per position of the map ``spikes`` (of shape ``layer.lsg_shape``): the
-        signal of its LSG cell (the 1/(n*area) factor sits in the learning rate)."""
+        """g per position of the map ``spikes`` (of shape ``layer.lsg_shape``): the sum
+        of the signals of the LSG cells it lies in (adaptive windows may overlap).
+        Cell spike counts and cell signals are weighted by ``L / area`` (exact
+        integers); the common 1/(n*L) sits in the LSG and learning-rate multipliers."""
         k = layer.lsg_pool
-        if layer.kind == "conv":
-            oh, ow, ch = layer.lsg_shape
-            cells = spikes.reshape(self.batch, k, oh // k, k, ow // k, ch).sum(axis=(2, 4))
-            counts = cells.transpose(0, 3, 1, 2).reshape(self.batch, -1)
-        else:
-            counts = spikes
         sign = layer.lsg_sign.astype(np.int64)
-        z = rescale(counts @ sign.T, layer.lsg_mult, layer.lsg_shift)
-        error = softmax_error(z, labels)
-        g = error @ sign
-        if layer.kind == "conv":
-            oh, ow, ch = layer.lsg_shape
-            g = g.reshape(self.batch, ch, k, k).transpose(0, 2, 3, 1)
-            g = np.repeat(np.repeat(g, oh // k, axis=1), ow // k, axis=2)
-        return g
+        if layer.kind != "conv":
+            z = rescale(spikes @ sign.T, layer.lsg_mult, layer.lsg_shift)
+            return softmax_error(z, labels) @ sign
+        ch = layer.lsg_shape[-1]
+        weight = np.asarray(layer.lsg_weight, np.int64)
+        cells = np.zeros((self.batch, ch, k, k), np.int64)
+        for i, (r0, r1) in enumerate(layer.lsg_rows):
+            for j, (c0, c1) in enumerate(layer.lsg_cols):
+                cells[:, :, i, j] = spikes[:, r0:r1, c0:c1, :].sum(axis=(1, 2)) * weight[i, j]
+        z = rescale(cells.reshape(self.batch, -1) @ sign.T, layer.lsg_mult, layer.lsg_shift)
+        g = (softmax_error(z, labels) @ sign).reshape(self.batch, ch, k, k) * weight
+        out = np.zeros((self.batch,) + tuple(layer.lsg_shape), np.int64)
+        for i, (r0, r1) in enumerate(layer.lsg_rows):
+            for j, (c0, c1) in enumerate(layer.lsg_cols):
+                out[:, r0:r1, c0:c1, :] += g[:, None, None, :, i, j]
+        return out
 
     def _accumulate(self, layer, x, q, e_pre, e_post):
         scale_x = x * (1 << layer.trace_frac)

@@ -106,10 +106,13 @@ class SpikingSpec:
     lsg_pool: int = 1
     lsg_from: str = None  # name of the PoolSpec whose output the LSG reads (lsg_source "block"); None: own spikes
     lsg_shape: tuple = None  # shape of the spike map the LSG pools (out_shape, or the pool's out_shape)
-    lsg_cell: tuple = (1, 1)  # rows, cols of one pooling cell
+    lsg_rows: tuple = ((0, 1),)  # adaptive-pool windows [start, end) along the LSG map's rows (conv)
+    lsg_cols: tuple = ((0, 1),)  # ... and columns; PyTorch's adaptive_avg_pool, so they may overlap
+    lsg_norm: int = 1  # L: the least common multiple of the cells' areas
+    lsg_weight: np.ndarray = None  # int [k, k]: L / area of each cell (all 1 for equal cells)
     lsg_size: int = 1  # n
     lsg_sign: np.ndarray = None  # int8 [C, n] in {-1, 0, 1}
-    lsg_mult: int = 0  # Z (integer) -> Q12 logits: 4096 / (n * area)
+    lsg_mult: int = 0  # Z (integer) -> Q12 logits: 4096 / (n * L)
     lsg_shift: int = 1
     update_mult: np.ndarray = None  # per output channel: acc -> Q16 weight LSB (includes lr)
     update_shift: np.ndarray = None
@@ -126,9 +129,6 @@ class SpikingSpec:
     def out_channels(self):
         return int(self.out_shape[-1])
 
-    @property
-    def cell_area(self):
-        return int(self.lsg_cell[0] * self.lsg_cell[1])
 
 
 @dataclasses.dataclass
@@ -218,6 +218,13 @@ def _window_output(size, window, stride, padding):
         total = max((out - 1) * stride + window - size, 0)
         return out, total // 2
     return (size - window) // stride + 1, 0
+
+
+def adaptive_windows(size, k):
+    """PyTorch's adaptive_avg_pool windows along one axis: ``[floor(i*size/k), ceil((i+1)*size/k))``
+    for i < k (as ``tess_keras.layers.base.adaptive_pool_matrix``); neighbours overlap when k does
+    not divide size."""
+    return tuple((i * size // k, -(-(i + 1) * size // k)) for i in range(k))
 
 
 def _pool_output(pool, shape):
@@ -335,22 +342,15 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
                 lsg_from, lsg_shape = None, out_shape
                 if rule["lsg_source"] == "block" and isinstance(following, keras.layers.MaxPooling2D):
                     lsg_from, lsg_shape = following.name, _pool_output(following, out_shape)
-                lh, lw = lsg_shape[:2]
-                if lh % pool or lw % pool:
-                    read = f"the {lh}x{lw} output of its max-pool {lsg_from}" if lsg_from else f"its {lh}x{lw} spike map"
-                    raise ExportError(
-                        f"layer {block.name} (SpikingConv2D): its learning signal pools {read}, which is not "
-                        f"divisible by lsg_pool={pool}; the engine's learning signal needs equal pooling cells. "
-                        f"Use an lsg_pool that divides {lh} and {lw}"
-                        + (", or train with --lsg-source layer." if lsg_from else ".")
-                    )
-                cell = (lh // pool, lw // pool)
+                if pool > 255:
+                    raise ExportError(f"layer {block.name} (SpikingConv2D): lsg_pool={pool} is above the engine's 255.")
+                cells = (adaptive_windows(lsg_shape[0], pool), adaptive_windows(lsg_shape[1], pool))
             else:
                 if len(shape) != 1:
                     raise ExportError(f"layer {block.name} (SpikingDense) needs a flat input; add a Flatten before it.")
                 out_shape = (block.units,)
                 geometry = dict(kind="dense")
-                pool, cell = 1, (1, 1)
+                pool, cells = 1, (((0, 1),), ((0, 1),))
                 lsg_from, lsg_shape = None, out_shape
             analog = not layers
             q, w_scale = _quantize_weights_per_channel(kernel)
@@ -377,8 +377,8 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
             if getattr(block, "reset", "subtract") != "subtract":
                 raise ExportError(
                     f"layer {block.name} uses reset={block.reset!r}; the on-device engine implements the spec's "
-                    "soft reset before the leak (reset='subtract') only. Re-import the network with --reset subtract "
-                    "and fine-tune it, or export it with --target nir."
+                    "soft reset before the leak (reset='subtract') only. Re-import the network with "
+                    "`tess import --lif-reset subtract` and fine-tune it, or export it with --target nir."
                 )
             if learns:
                 n = block.lsg_size
@@ -387,16 +387,21 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
                 spec.alpha_pre = rule["alpha_pre"]
                 spec.alpha_post = rule["alpha_post"]
                 spec.trace_frac = _trace_frac(127.0 if analog else 1.0, spec.lambda_pre)
-                spec.lsg_pool, spec.lsg_cell, spec.lsg_size = pool, cell, n
+                spec.lsg_pool, spec.lsg_size = pool, n
                 spec.lsg_from, spec.lsg_shape = lsg_from, tuple(lsg_shape)
+                spec.lsg_rows, spec.lsg_cols = cells
+                areas = np.array([[(r1 - r0) * (c1 - c0) for c0, c1 in cells[1]] for r0, r1 in cells[0]], np.int64)
+                spec.lsg_norm = int(np.lcm.reduce(areas.ravel()))
+                spec.lsg_weight = spec.lsg_norm // areas
                 sign = np.sign(square_wave_basis(num_classes, n)).astype(np.int8)
                 if np.any(sign[:, 1:] == 0):
                     raise ExportError(f"layer {block.name}: the LSG matrix has zeros outside column 0 (n={n}).")
                 spec.lsg_sign = sign
-                spec.lsg_mult, spec.lsg_shift = quantize_multiplier((1 << LOGIT_FRAC) / (n * spec.cell_area))
-                # acc unit: 2**-(15 + F - GRAD_SHIFT) input units, times 1/(n*area) (B and poolᵀ), in weights
-                # of scale w_scale; pending update in Q16 weight LSB.
-                acc_real = in_unit / (n * spec.cell_area) * 2.0 ** -(Q15 + spec.trace_frac - GRAD_SHIFT)
+                # Cell sums are weighted by L / area, so 1/(n*L) turns them into B's 1/n times the average.
+                spec.lsg_mult, spec.lsg_shift = quantize_multiplier((1 << LOGIT_FRAC) / (n * spec.lsg_norm))
+                # acc unit: 2**-(15 + F - GRAD_SHIFT) input units, times 1/(n*L) (B and poolᵀ with the cell
+                # weights), in weights of scale w_scale; pending update in Q16 weight LSB.
+                acc_real = in_unit / (n * spec.lsg_norm) * 2.0 ** -(Q15 + spec.trace_frac - GRAD_SHIFT)
                 spec.update_mult, spec.update_shift = quantize_multipliers(
                     learning_rate * acc_real / w_scale * (1 << UPDATE_FRAC)
                 )

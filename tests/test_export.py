@@ -193,17 +193,20 @@ def test_unsupported_layer_is_named():
         build_spec(model, 1 / 127, 4)
 
 
-def test_lsg_pool_that_does_not_divide_the_map_is_named():
+def test_lsg_pool_that_does_not_divide_the_map_uses_overlapping_cells():
+    # The engine pools like PyTorch's adaptive_avg_pool (as training does): 5 -> 2 cells
+    # [0, 3) and [2, 5); bit-exactness is checked in test_export_engine.py.
     import keras  # noqa: F401
 
-    from tess_keras.export.spec import ExportError, build_spec
+    from tess_keras.export.spec import build_spec
     from tess_keras.layers import Readout, SpikingConv2D
     from tess_keras.models import SpikingSequential
 
     model = SpikingSequential([SpikingConv2D(4, 3, lsg_pool=2, name="odd"), keras.layers.Flatten(), Readout(3)])
     model.build((None, None, 5, 5, 1))
-    with pytest.raises(ExportError, match="odd.*not divisible by lsg_pool=2"):
-        build_spec(model, 1 / 127, 4)
+    layer = build_spec(model, 1 / 127, 4).spiking[0]
+    assert layer.lsg_rows == layer.lsg_cols == ((0, 3), (2, 5))
+    assert layer.lsg_norm == 9 and layer.lsg_weight.tolist() == [[1, 1], [1, 1]]
 
 
 def test_representative_set_errors():

@@ -6,7 +6,7 @@ Select one per model: ``SpikingSequential(layers, rule="tess")`` or
 
 from tess_keras.rules.base import LearningRule
 from tess_keras.rules.bptt import BPTT
-from tess_keras.rules.lsg import local_learning_signal, square_wave_basis
+from tess_keras.rules.lsg import LSG_SOURCES, local_learning_signal, square_wave_basis
 from tess_keras.rules.stllr import STLLR
 from tess_keras.rules.tess import TESS
 
@@ -27,4 +27,4 @@ def get(rule, **kwargs):
     return RULES[key](**kwargs)
 
 
-__all__ = ["LearningRule", "TESS", "STLLR", "BPTT", "get", "square_wave_basis", "local_learning_signal", "RULES"]
+__all__ = ["LearningRule", "TESS", "STLLR", "BPTT", "get", "square_wave_basis", "local_learning_signal", "RULES", "LSG_SOURCES"]
