@@ -7,17 +7,21 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """Training stopped on SIGINT after writing a checkpoint.
+    """Training stopped on SIGINT or SIGTERM after writing a checkpoint.
 
     Args:
         run_dir: the run directory to pass to ``--resume``.
         epoch: the (1-based) epoch that was in progress.
         batch: batches of that epoch already done.
+        signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
     """
 
-    def __init__(self, run_dir, epoch, batch):
+    def __init__(self, run_dir, epoch, batch, signum=None):
+        import signal
+
         super().__init__(f"interrupted at epoch {epoch}, batch {batch}")
         self.run_dir, self.epoch, self.batch = run_dir, epoch, batch
+        self.signum = signum or signal.SIGINT
 
 
 def diverged_message(out, value, epoch, step, epochs_done, which=""):
