@@ -82,12 +82,20 @@ def eval_command(
     dataset: Optional[str] = typer.Option(None, help="Evaluate on this dataset instead of the run's (same shapes)."),
     data_dir: Optional[str] = typer.Option(None, envvar="TESS_DATA_DIR", help="Where datasets live."),
     batch_size: Optional[int] = typer.Option(None, help="Samples per batch (default: the run's)."),
-    limit_test: Optional[int] = typer.Option(None, rich_help_panel="Advanced", help="Use only the first N test samples."),
+    split: str = typer.Option(
+        "test", help="test, or validation (the split the run held out of its training data: same seed and fraction)."
+    ),
+    limit_test: Optional[int] = typer.Option(
+        None, rich_help_panel="Advanced", help="At most N samples of the split (seeded, stratified, as in training)."
+    ),
 ):
-    """Accuracy, per-class accuracy, confusion matrix and spike rate per layer on the test split.
+    """Accuracy, per-class accuracy, confusion matrix and spike rate per layer on the test split
+    (or, with --split validation, on the validation split the run held out of its training data).
 
     Also writes RUN_DIR/confusion.png and RUN_DIR/eval.json.
     """
+    if split not in ("test", "validation"):
+        fail(f"--split must be test or validation, got {split!r}.")
     from tess_keras import training
 
     try:
@@ -110,11 +118,20 @@ def eval_command(
     if name not in data.LOADERS:
         fail(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(data.LOADERS))}.")
     try:
-        splits = data.load_dataset(name, data_dir or config.data_dir or None, config.time_steps, config.seed)
+        splits = data.load_dataset(
+            name,
+            data_dir or config.data_dir or None,
+            config.time_steps,
+            config.seed,
+            # The run's validation split is drawn again exactly: same seed, same fraction.
+            validation_fraction=config.validation_fraction if name == config.dataset else None,
+            allow_incomplete=config.allow_incomplete,
+            limit_test=limit_test or 0,
+        )
     except data.DatasetError as error:
         fail(str(error))
-    if limit_test:
-        splits.x_test, splits.y_test = splits.x_test[:limit_test], splits.y_test[:limit_test]
+    if not len(splits.subset(split)[1]):
+        fail(f"{name} has no {split} split in this run (--validation-fraction 0); evaluate --split test instead.")
     try:
         model = load_spiking_model(model_path, f"Rewrite it with `tess train --resume {run_dir}`.")
     except ModelFileError as error:  # a damaged or foreign file
@@ -127,7 +144,7 @@ def eval_command(
             f"takes {expected} with {model.num_classes} classes; choose a dataset with the same shapes."
         )
 
-    result = evaluate(model, data.make_tf_dataset(splits, "test", batch_size or config.batch_size))
+    result = evaluate(model, data.make_tf_dataset(splits, split, batch_size or config.batch_size))
     labels, predictions = result["labels"], result["predictions"]
     classes = splits.num_classes
     matrix = np.zeros((classes, classes), dtype=np.int64)
@@ -139,6 +156,7 @@ def eval_command(
 
     report = {
         "dataset": name,
+        "split": split,
         "samples": int(len(labels)),
         "accuracy": accuracy,
         "loss": result["loss"],
@@ -146,7 +164,7 @@ def eval_command(
         "confusion_matrix": matrix.tolist(),
         "spike_rates": {layer: float(rate) for layer, rate in zip(layer_names, result["spike_rates"])},
     }
-    unwritten = _save_outputs(Path(run_dir), matrix, f"{name}: accuracy {accuracy:.4f}", report)
+    unwritten = _save_outputs(Path(run_dir), matrix, f"{name} ({split}): accuracy {accuracy:.4f}", report)
     _print_report(report, run_dir, written=not unwritten)
     if unwritten:
         fail(
@@ -182,8 +200,8 @@ def _print_report(report, run_dir, written=True):
 
     out = Console()
     out.print(
-        f"[bold]{report['dataset']}[/]: accuracy {report['accuracy']:.4f} on {report['samples']} test samples "
-        f"(loss {report['loss']:.4f})"
+        f"[bold]{report['dataset']}[/]: accuracy {report['accuracy']:.4f} on {report['samples']} "
+        f"{report['split']} samples (loss {report['loss']:.4f})"
     )
     matrix = report["confusion_matrix"]
     classes = len(matrix)

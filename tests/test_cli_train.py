@@ -41,8 +41,12 @@ def read_metrics(run_dir):
 
 
 def checkpoint_state(run_dir):
-    with np.load(run_dir / training.CHECKPOINT) as archive:
-        return json.loads(archive["state"].tobytes().decode())
+    return training.read_state(run_dir / training.CHECKPOINT)["state"]
+
+
+def snapshot(path):
+    """Every file under ``path`` with its bytes."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def without_seconds(rows):
@@ -81,13 +85,15 @@ def test_outputs_of_a_run(reference):
     assert all(0.0 <= float(row["val_accuracy"]) <= 1.0 and float(row["loss"]) > 0 for row in rows)
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learns
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["test_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]), abs=1e-6)
+    assert summary["validation_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]), abs=1e-6)
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["selected_epoch"] == EPOCHS
     assert (summary["rule"], summary["dataset"], summary["epochs"], summary["time_steps"], summary["model"]) == (
         "tess", "digits", EPOCHS, 4, "mcu")
     assert (run_dir / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run_dir / "model.keras").stat().st_size > 0
     assert checkpoint_state(run_dir)["epochs_done"] == EPOCHS
-    for line in ("epoch 1/3", "samples/s", "ETA", "Training summary", "test accuracy"):
+    for line in ("epoch 1/3", "samples/s", "ETA", "Training summary", "validation accuracy", "test accuracy",
+                 "evaluated once"):
         assert line in log
     assert not list(run_dir.glob("*.tmp"))
 
@@ -146,7 +152,7 @@ def test_eval_of_a_run(reference):
     report = json.loads((run_dir / "eval.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     # Same model, same 64 test samples: the accuracy the training loop reported.
-    assert report["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert report["split"] == "test" and report["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
     assert report["loss"] == pytest.approx(summary["test_loss"], rel=1e-4)
     matrix = np.array(report["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 64
@@ -158,29 +164,42 @@ def test_eval_of_a_run(reference):
     for text in ("Per-class accuracy", "Confusion matrix", "Spike rate per layer", "conv1"):
         assert text in result.stdout
 
+    # --split validation: the run's validation split again, the last epoch's val figures.
+    result = runner.invoke(app, ["eval", str(run_dir), "--split", "validation", "--limit-test", "64"])
+    assert result.exit_code == 0, (result.output, repr(result.exception))
+    report = json.loads((run_dir / "eval.json").read_text())
+    last = read_metrics(run_dir)[-1]
+    assert report["split"] == "validation" and report["samples"] == 64
+    assert report["accuracy"] == pytest.approx(float(last["val_accuracy"]), abs=1e-6)
+    assert report["loss"] == pytest.approx(float(last["val_loss"]), rel=1e-4)
+    assert "64 validation samples" in result.stdout
+
     mismatch = runner.invoke(app, ["eval", str(run_dir), "--dataset", "digits-dvs"])
     assert mismatch.exit_code == 2 and "same shapes" in " ".join(mismatch.output.split())
 
 
-def test_divergence_keeps_the_last_good_checkpoint(reference, tmp_path):
+def test_divergence_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch):
     run_dir = tmp_path / "diverging"
     shutil.copytree(reference[0], run_dir)
-    # Turn Adam's learning-rate variable up to the float32 limit in the saved
-    # state; the next epoch's updates overflow and the loss becomes NaN.
-    with np.load(run_dir / training.CHECKPOINT) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    rates = [key for key in arrays if key.startswith("optimizer/") and arrays[key].shape == () and arrays[key].dtype == np.float32]
-    assert len(rates) == 1
-    arrays[rates[0]] = np.float32(3e38)
-    np.savez(run_dir / training.CHECKPOINT, **arrays)
-    before = (run_dir / training.CHECKPOINT).read_bytes(), (run_dir / "metrics.csv").read_text()
+    # Turn Adam's learning rate up to the float32 limit right after the
+    # checkpoint is restored; the next epoch's updates overflow and the loss
+    # becomes NaN.
+    from tess_keras.training import loop
+
+    def load_with_huge_lr(path, model):
+        restored = training.load_checkpoint(path, model)
+        model.optimizer.learning_rate.assign(3e38)
+        return restored
+
+    monkeypatch.setattr(loop, "load_checkpoint", load_with_huge_lr)
+    before = snapshot(run_dir / training.CHECKPOINT), (run_dir / "metrics.csv").read_text()
 
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--epochs", str(EPOCHS + 2)])
     text = " ".join(result.output.split())
     assert result.exit_code == 2, text
     assert "the loss became nan" in text and f"the checkpoint of epoch {EPOCHS}" in text
     assert "Traceback" not in result.output
-    assert ((run_dir / training.CHECKPOINT).read_bytes(), (run_dir / "metrics.csv").read_text()) == before
+    assert (snapshot(run_dir / training.CHECKPOINT), (run_dir / "metrics.csv").read_text()) == before
 
 
 def test_resume_before_the_first_checkpoint_starts_over(tmp_path):

@@ -279,14 +279,13 @@ def test_two_workers_train_one_epoch_with_identical_weights(tmp_path):
 
     # Only the chief wrote, and what it wrote holds those weights.
     written = tmp_path / "out0"
-    assert {"summary.json", "metrics.csv", "checkpoint.npz", "model.keras", "config.json"} <= {
+    assert {"summary.json", "metrics.csv", training.CHECKPOINT, "model.keras", "config.json"} <= {
         p.name for p in written.iterdir()
     }
     assert not (tmp_path / "out1").exists()
     saved = json.loads((written / "summary.json").read_text())
     assert saved["weights_sha256"] == chief["summary"]["weights_sha256"]
-    with np.load(written / "checkpoint.npz") as archive:
-        weights = [archive[f"model/{i}"] for i in range(len([k for k in archive.files if k.startswith("model/")]))]
+    weights = training.read_arrays(written / training.CHECKPOINT)["model"].values()
     digest = hashlib.sha256()
     for weight in weights:
         digest.update(np.ascontiguousarray(weight).tobytes())

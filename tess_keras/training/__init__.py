@@ -3,13 +3,17 @@
 A run directory holds:
 
     config.json           the run's ``TrainConfig`` (T resolved)
-    checkpoint.npz        weights, optimizer state (Adam moments, iteration,
-                          learning rate), ReduceLROnPlateau state, the epoch
-                          history and the data position; rewritten atomically
-                          at the end of every epoch and on interruption
-    metrics.csv           one row per finished epoch
+    checkpoint/           weights and optimizer state (Adam moments,
+                          iteration, learning rate) keyed by name, plus
+                          ReduceLROnPlateau state, the epoch history and the
+                          data position; replaced atomically at the end of
+                          every epoch and on interruption (``checkpoint``)
+    metrics.csv           one row per finished epoch: training loss and
+                          accuracy, the validation split's (val_*), lr, time
     logs/                 TensorBoard event files (train/ and validation/)
-    summary.json          final figures and the configuration
+    summary.json          the configuration, the kept model's validation
+                          figures, the test split's (evaluated once, at the
+                          end), which epoch was kept and why, class counts
     model.keras           the trained model
     learning_curves.png   loss and accuracy per epoch
 
@@ -31,6 +35,11 @@ from tess_keras.training.checkpoint import (
     CHECKPOINT_VERSION,
     TrainingState,
     load_checkpoint,
+    metric_names,
+    named_variables,
+    read_arrays,
+    read_state,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from tess_keras.training.config import (
@@ -44,7 +53,7 @@ from tess_keras.training.config import (
     validate,
 )
 from tess_keras.training.errors import TrainingDiverged, TrainingInterrupted
-from tess_keras.training.loop import epoch_dataset, epoch_seed, limit_splits, make_rule, train
+from tess_keras.training.loop import data_notes, epoch_dataset, epoch_seed, evaluate_split, make_rule, train
 from tess_keras.training.report import Reporter, finish, weights_fingerprint
 from tess_keras.training.rundir import (
     CONFIG,
@@ -61,8 +70,9 @@ from tess_keras.training.rundir import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_VERSION", "CONFIG", "FIELDS", "METRIC_COLUMNS", "RESUMABLE_CHANGES",
     "ConfigError", "Reporter", "TensorBoardLog", "TrainConfig", "TrainingDiverged", "TrainingInterrupted",
-    "TrainingState", "atomic_write", "check_compatible", "epoch_dataset", "epoch_seed", "finish", "limit_splits",
-    "load_checkpoint", "load_saved_config", "make_rule", "plot_learning_curves", "prepare_run_dir",
+    "TrainingState", "atomic_write", "check_compatible", "data_notes", "epoch_dataset", "epoch_seed", "evaluate_split", "finish",
+    "load_checkpoint", "load_saved_config", "make_rule", "metric_names", "named_variables", "read_arrays",
+    "read_state", "resolve_checkpoint", "plot_learning_curves", "prepare_run_dir",
     "read_config_file", "resolve_config", "save_checkpoint", "save_config", "train", "validate",
     "weights_fingerprint", "write_metrics",
 ]

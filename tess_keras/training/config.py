@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 # Options a resumed run may change; every other option is part of the run.
-RESUMABLE_CHANGES = ("epochs", "data_dir")
+RESUMABLE_CHANGES = ("epochs", "data_dir", "cluster_timeout")
 
 
 class ConfigError(ValueError):
@@ -28,17 +28,28 @@ class TrainConfig:
         time_steps: T; 0 means the dataset's default.
         lr: Adam's initial learning rate.
         alpha_post: TESS/S-TLLR non-causal term weight (spec: -1, 0 or +1).
+        lsg_source: where TESS's learning signal reads: ``block`` (after a
+            following max-pool, spec default) or ``layer`` (the layer's spikes).
         seed: seed of the weights, the data order and augmentation.
         data_dir: where datasets live ("" = the loader's default).
         out: the run directory.
-        limit_train: use only the first N training samples (0 = all); for
-            quick experiments and tests.
-        limit_test: use only the first N test samples (0 = all).
+        limit_train: train on a seeded, stratified subset of N training
+            samples (0 = all); for quick experiments and tests.
+        limit_test: at most N samples (seeded, stratified) of the
+            validation split and N of the test split (0 = all).
         strategy: ``default`` (one device), ``mirrored`` (every local GPU)
             or ``multi-worker`` (machines listed in ``TF_CONFIG``); see
             ``tess_keras.distribute``. ``batch_size`` is the global batch.
         precision: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
         jit: compile the rule's gradient computation with XLA.
+        validation_fraction: share of the training data held out as the
+            validation split (seeded, stratified); ``None`` = the dataset's
+            default (``tess_keras.data.INFO[dataset].validation_fraction``,
+            resolved and saved when the run starts); 0 = no validation split.
+        allow_incomplete: train on a dataset with missing classes or files
+            instead of stopping; what is missing goes into ``summary.json``.
+        cluster_timeout: ``multi-worker``: seconds to wait for the other
+            workers of ``TF_CONFIG`` before stopping with their names.
     """
 
     dataset: str = "digits"
@@ -49,6 +60,7 @@ class TrainConfig:
     time_steps: int = 0
     lr: float = 1e-3
     alpha_post: float = 1.0
+    lsg_source: str = "block"
     seed: int = 0
     data_dir: str = ""
     out: str = "runs/latest"
@@ -57,9 +69,19 @@ class TrainConfig:
     strategy: str = "default"
     precision: str = "float32"
     jit: bool = False
+    validation_fraction: float | None = None
+    allow_incomplete: bool = False
+    cluster_timeout: float = 120.0
 
 
 FIELDS = {field.name: field.type for field in dataclasses.fields(TrainConfig)}
+
+
+def _kind(name):
+    """``"str"``, ``"int"``, ``"float"`` or ``"bool"``: the type a value of
+    field ``name`` must have (``float | None`` is ``"float"``)."""
+    kind = FIELDS[name]
+    return getattr(kind, "__name__", None) or str(kind).split(" | ")[0]
 
 
 def read_config_file(path):
@@ -90,7 +112,7 @@ def read_config_file(path):
         name = key.replace("-", "_")
         if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown key {key!r}; valid keys: {', '.join(FIELDS)}.")
-        kind = getattr(FIELDS[name], "__name__", FIELDS[name])
+        kind = _kind(name)
         if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         expected = {"str": str, "int": int, "float": float, "bool": bool}[kind]
@@ -162,8 +184,18 @@ def validate(config):
             raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(config, name)}.")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise ConfigError(f"--lr must be a positive finite number, got {config.lr:g}.")
+    if not (math.isfinite(config.cluster_timeout) and config.cluster_timeout > 0):
+        raise ConfigError(f"--cluster-timeout must be a positive number of seconds, got {config.cluster_timeout:g}.")
     if not (math.isfinite(config.alpha_post) and -1.0 <= config.alpha_post <= 1.0):
         raise ConfigError(f"--alpha-post must be between -1 and 1 (the paper uses -1, 0 or 1), got {config.alpha_post:g}.")
+    if config.lsg_source not in rules.LSG_SOURCES:
+        raise ConfigError(f"--lsg-source must be block (the spec's default) or layer, got {config.lsg_source!r}.")
+    fraction = config.validation_fraction
+    if fraction is not None and not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
+        raise ConfigError(
+            "--validation-fraction must be at least 0 and below 1 (0.1 holds out a tenth of the training data for "
+            f"validation; 0 trains without a validation split), got {fraction:g}."
+        )
     try:
         if config.strategy not in distribute.STRATEGIES:
             raise distribute.DistributeError(
@@ -203,6 +235,8 @@ def check_compatible(saved, options, config_file=None):
             continue
         if value != current:
             flag = "--" + name.replace("_", "-")
+            if isinstance(current, bool):  # --jit on/off, --allow-incomplete on/off
+                value, current = ("on" if v else "off" for v in (value, current))
             raise ConfigError(
                 f"{flag} {value} differs from the run being resumed ({flag} {current}); a resumed run keeps its "
                 f"configuration (only --epochs and --data-dir may change). Drop {flag}, or start a new run with "

@@ -94,6 +94,9 @@ def load_saved_config(run_dir):
 def write_metrics(path, history):
     """Write ``metrics.csv``: a header of ``METRIC_COLUMNS``, one row per epoch.
 
+    ``val_loss`` / ``val_accuracy`` are the validation split's (empty cells
+    when the run has none); the test split is not in this file.
+
     Args:
         path: the CSV file.
         history: one dict per finished epoch, keyed by ``METRIC_COLUMNS``.
@@ -104,7 +107,7 @@ def write_metrics(path, history):
     for row in history:
         writer.writerow(
             [row["epoch"]]
-            + [f"{row[k]:.6f}" for k in METRIC_COLUMNS[1:5]]
+            + ["" if row[k] is None else f"{row[k]:.6f}" for k in METRIC_COLUMNS[1:5]]
             + [f"{row['lr']:.6g}", f"{row['seconds']:.3f}"]
         )
     atomic_write(path, buffer.getvalue())
@@ -149,6 +152,8 @@ class TensorBoardLog:
             (self.validation, "epoch_accuracy", "val_accuracy"),
         )
         for writer, tag, key in values:
+            if row[key] is None:  # no validation split
+                continue
             with writer.as_default():
                 tf.summary.write(tag, tf.constant(row[key], tf.float32), step=row["epoch"],
                                  metadata=metadata.SerializeToString())
@@ -160,12 +165,14 @@ class TensorBoardLog:
         self.validation.close()
 
 
-def plot_learning_curves(path, history):
-    """Loss and accuracy (train and validation) per epoch, as a PNG.
+def plot_learning_curves(path, history, title=""):
+    """Loss and accuracy per epoch of the training and the validation split,
+    as a PNG (the test split is evaluated only once, so it is not a curve).
 
     Args:
         path: the PNG file (written atomically).
         history: one ``METRIC_COLUMNS`` dict per epoch.
+        title: the figure's title (dataset, rule, model).
     """
     import matplotlib
 
@@ -174,10 +181,13 @@ def plot_learning_curves(path, history):
     import matplotlib.ticker
 
     epochs = [row["epoch"] for row in history]
+    validation = any(row["val_loss"] is not None for row in history)
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    figure.suptitle(title + ("" if validation else " (no validation split)"))
     for axis, key, label in ((loss_axis, "loss", "loss"), (accuracy_axis, "accuracy", "accuracy")):
         axis.plot(epochs, [row[key] for row in history], marker="o", label="train")
-        axis.plot(epochs, [row["val_" + key] for row in history], marker="o", label="validation")
+        if validation:
+            axis.plot(epochs, [row["val_" + key] for row in history], marker="o", label="validation")
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_ylabel(label)
