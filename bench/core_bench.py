@@ -8,8 +8,9 @@ configurations run side by side in one invocation, ordered by T so that all
 rules see the same machine load.
 
 Writes ``bench/results/core_bench.csv``, ``core_bench.json`` and
-``core_bench.png`` (memory and throughput against T) and prints a Markdown
-table plus the goals, met or not:
+``core_bench.png`` (memory and throughput against T; ``--memory-only``:
+``core_bench_memory.*``, memory alone) and prints a Markdown table plus the
+goals, met or not:
 
 * TESS memory flat in T (largest / smallest peak over T <= 1.3);
 * BPTT / TESS memory >= 5x at T = 20;
@@ -18,6 +19,7 @@ table plus the goals, met or not:
 Usage:
     python bench/core_bench.py            # 5 timed steps per configuration
     python bench/core_bench.py --quick    # 1 timed step
+    python bench/core_bench.py --memory-only   # no timing (memory figures do not depend on the load)
 """
 
 import argparse
@@ -86,7 +88,8 @@ def run(batch_size, timed_steps, time_steps=TIME_STEPS):
         }
         for _, steps, rule in plan
     ]
-    measurements = profile_train_steps(jobs, timeout=3600)
+    # Memory two at a time (each process has its own figures); timing runs alone.
+    measurements = profile_train_steps(jobs, timeout=3600, workers=2)
     rows = []
     for (label, steps, rule), m in zip(plan, measurements):
         rows.append(
@@ -99,9 +102,9 @@ def run(batch_size, timed_steps, time_steps=TIME_STEPS):
                 "baseline_mib": round(m.baseline_bytes / 2**20, 1),
                 # Fastest of the timed steps: on shared cores the slower ones
                 # mostly measure the other jobs.
-                "samples_per_s": round(batch_size / min(m.step_seconds), 2),
-                "samples_per_cpu_s": round(batch_size / min(m.step_cpu_seconds), 2),
-                "median_samples_per_s": round(m.samples_per_second, 2),
+                "samples_per_s": round(batch_size / min(m.step_seconds), 2) if timed_steps else None,
+                "samples_per_cpu_s": round(batch_size / min(m.step_cpu_seconds), 2) if timed_steps else None,
+                "median_samples_per_s": round(m.samples_per_second, 2) if timed_steps else None,
                 "step_seconds": " ".join(f"{s:.3f}" for s in m.step_seconds),
                 "step_cpu_seconds": " ".join(f"{s:.3f}" for s in m.step_cpu_seconds),
             }
@@ -134,7 +137,8 @@ def goals(rows):
                     "met": ratio >= MEMORY_GOAL,
                 }
             )
-    for key, what in (("samples_per_cpu_s", "per CPU-second"), ("samples_per_s", "per wall second")):
+    timed = rows[0]["samples_per_s"] is not None
+    for key, what in (("samples_per_cpu_s", "per CPU-second"), ("samples_per_s", "per wall second")) if timed else ():
         ratios = [table["TESS a_post=0", t][key] / table["BPTT", t][key] for t in steps]
         out.append(
             {
@@ -148,15 +152,15 @@ def goals(rows):
 
 def markdown(rows, goal_rows):
     steps = sorted({row["time_steps"] for row in rows})
-    lines = [
-        "| rule | " + " | ".join(f"T={t} MiB" for t in steps) + " | " + " | ".join(f"T={t} samples/s" for t in steps) + " |",
-        "|---" * (1 + 2 * len(steps)) + "|",
-    ]
+    timed = rows[0]["samples_per_s"] is not None
+    header = ["rule"] + [f"T={t} MiB" for t in steps] + ([f"T={t} samples/s" for t in steps] if timed else [])
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for label, _, _ in RULES:
         by_t = {row["time_steps"]: row for row in rows if row["rule"] == label}
-        memory = " | ".join(f"{by_t[t]['peak_mib']:.1f}" for t in steps)
-        speed = " | ".join(f"{by_t[t]['samples_per_s']:.1f} ({by_t[t]['samples_per_cpu_s']:.1f})" for t in steps)
-        lines.append(f"| {label} | {memory} | {speed} |")
+        cells = [label] + [f"{by_t[t]['peak_mib']:.1f}" for t in steps]
+        if timed:
+            cells += [f"{by_t[t]['samples_per_s']:.1f} ({by_t[t]['samples_per_cpu_s']:.1f})" for t in steps]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for goal in goal_rows:
         lines.append(f"- {goal['goal']}: {goal['value']} -> {'met' if goal['met'] else 'NOT met'}")
@@ -171,12 +175,15 @@ def plot(rows, path):
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     steps = sorted({row["time_steps"] for row in rows})
-    figure, (memory_axis, speed_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    timed = rows[0]["samples_per_s"] is not None
+    figure, axes = plt.subplots(1, 2 if timed else 1, figsize=(11 if timed else 5.8, 4.2), squeeze=False)
+    memory_axis, speed_axis = axes[0][0], axes[0][1] if timed else None
     for label, _, _ in RULES:
         by_t = {row["time_steps"]: row for row in rows if row["rule"] == label}
         style = {"marker": "o", "linestyle": "--" if label == "BPTT" else "-", "label": label}
         memory_axis.plot(steps, [by_t[t]["peak_mib"] for t in steps], **style)
-        speed_axis.plot(steps, [by_t[t]["samples_per_cpu_s"] for t in steps], **style)
+        if timed:
+            speed_axis.plot(steps, [by_t[t]["samples_per_cpu_s"] for t in steps], **style)
     batch = rows[0]["batch_size"]
     memory_axis.set(
         xlabel="time steps T",
@@ -184,13 +191,14 @@ def plot(rows, path):
         title=f"Train-step memory (batch {batch})",
         yscale="log",
     )
-    speed_axis.set(
-        xlabel="time steps T",
-        ylabel="samples per CPU-second",
-        title="Training throughput",
-        yscale="log",
-    )
-    for axis in (memory_axis, speed_axis):
+    if timed:
+        speed_axis.set(
+            xlabel="time steps T",
+            ylabel="samples per CPU-second",
+            title="Training throughput",
+            yscale="log",
+        )
+    for axis in (memory_axis, speed_axis) if timed else (memory_axis,):
         axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(ScalarFormatter())  # 200, not 2x10^2
         axis.yaxis.set_minor_formatter(NullFormatter())
@@ -213,6 +221,7 @@ def write_atomic(path, text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 timed step per configuration instead of 5")
+    parser.add_argument("--memory-only", action="store_true", help="measure memory only (writes core_bench_memory.*)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
@@ -221,7 +230,7 @@ def main(argv=None):
 
     started = time.time()
     load_before = os.getloadavg()
-    rows = run(args.batch_size, 1 if args.quick else 5)
+    rows = run(args.batch_size, 0 if args.memory_only else 1 if args.quick else 5)
     goal_rows = goals(rows)
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -230,24 +239,27 @@ def main(argv=None):
         "python": platform.python_version(),
         "device": "CPU",
         "quick": args.quick,
+        "memory_only": args.memory_only,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(time.time() - started, 1),
         "network": "32x32x2 -> SpikingConv2D(32) -> MaxPool2 -> SpikingConv2D(32) -> MaxPool4 -> Readout(10)",
-        "memory": "peak RSS of one compiled train step above the RSS before it (fresh process per configuration)",
+        "memory": "peak heap bytes one compiled train step allocates and has not yet freed (memray's allocation "
+        "tracking, one inter-op thread; fresh process per configuration)",
         "throughput": "batch / fastest timed step; samples_per_cpu_s uses the process's CPU time (all threads)",
     }
 
     args.out.mkdir(parents=True, exist_ok=True)
+    prefix = args.out / ("core_bench_memory" if args.memory_only else "core_bench")
     fields = list(rows[0])
-    tmp = args.out / "core_bench.csv.tmp"
+    tmp = prefix.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, args.out / "core_bench.csv")
-    write_atomic(args.out / "core_bench.json", json.dumps({"info": info, "rows": rows, "goals": goal_rows}, indent=2))
-    plot(rows, args.out / "core_bench.png")
+    os.replace(tmp, prefix.with_suffix(".csv"))
+    write_atomic(prefix.with_suffix(".json"), json.dumps({"info": info, "rows": rows, "goals": goal_rows}, indent=2))
+    plot(rows, prefix.with_suffix(".png"))
     print(json.dumps(info, indent=2))
     print(markdown(rows, goal_rows))
     return 0

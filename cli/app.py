@@ -14,8 +14,18 @@ console = Console(stderr=True)
 
 
 @app.callback()
-def main():
+def main(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        envvar="TESS_VERBOSE",
+        help="Also show TensorFlow's own log messages and the TFLite converter's output.",
+    ),
+):
     """Train spiking neural networks with TESS and deploy them to Cortex-M."""
+    from tess_keras import logs
+
+    logs.configure(verbose)
 
 
 def fail(message):

@@ -29,6 +29,32 @@ def _state(entry):
     return "[red]missing[/]"
 
 
+def _print_entries(entries, root):
+    """One block per dataset: a heading line, then status, path, layout and
+    source as label / value rows whose values wrap at word boundaries in the
+    full width (a path is broken only where it is longer than a line)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.padding import Padding
+    from rich.table import Table
+
+    from tess_keras.data import catalog
+
+    out = Console()  # stdout: the listing is the command's output
+    out.print(f"[bold]Datasets in {escape(str(root))}[/]\n")
+    for entry in entries:
+        info = catalog.INFO[entry["name"]]
+        layout, source = (escape(text.replace("DATA_DIR", str(root))) for text in (info.layout, info.source))
+        rows = Table.grid(padding=(0, 2))
+        rows.add_column(style="dim", no_wrap=True)
+        rows.add_column(overflow="fold")
+        for label, value in (("status", _state(entry)), ("path", escape(entry["path"])), ("layout", layout),
+                             ("source", source)):
+            rows.add_row(label, value)
+        out.print(f"[bold]{escape(entry['name'])}[/]  T={info.time_steps}")
+        out.print(Padding(rows, (0, 0, 1, 2)))
+
+
 @app.command()
 def datasets(
     data_dir: str = typer.Option("", envvar="TESS_DATA_DIR", help="Where datasets live (default ~/.tess/data)."),
@@ -54,21 +80,8 @@ def datasets(
     if as_json:
         typer.echo(json.dumps(entries, indent=2))
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"Datasets in {root}", show_lines=True)
-    for column in ("dataset", "T", "status", "path", "expected layout / source"):
-        table.add_column(column, overflow="fold")
-    missing = 0
-    for entry in entries:
-        info = catalog.INFO[entry["name"]]
-        missing += entry["status"] not in ("found",)
-        layout, source = (text.replace("DATA_DIR", str(root)) for text in (info.layout, info.source))
-        table.add_row(entry["name"], str(info.time_steps), _state(entry), escape(entry["path"]),
-                      f"{layout}\n[dim]source: {source}[/]")
-    Console().print(table)
+    _print_entries(entries, root)
+    missing = sum(entry["status"] != "found" for entry in entries)
     if missing:
         console.print(f"{missing} dataset(s) missing or incomplete; nothing is downloaded automatically. Put the files "
                       f"in the layout shown (under {root}, or pass --data-dir / set TESS_DATA_DIR).")

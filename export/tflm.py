@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from tess_keras.export.spec import ExportError
+from tess_keras.logs import native_output_quieted
 
 SPIKE_GAIN = 1000.0
 INPUT_NAME = "a_input"
@@ -165,7 +166,8 @@ def convert(graph, representative):
         # The converter's own calibrator still runs tf.lite.Interpreter, which
         # warns that it is deprecated; nothing a user of this function can change.
         warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated", category=UserWarning)
-        return converter.convert()
+        with native_output_quieted():  # the converter prints "fully_quantize: 0, ..." from C++
+            return converter.convert()
 
 
 def _read_flatbuffer(model_bytes):

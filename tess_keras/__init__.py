@@ -17,7 +17,9 @@ import os
 # TensorFlow is the supported Keras backend (the rules use tf.GradientTape and
 # tf.while_loop); set it before anything imports keras.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log: errors only, unless TESS_VERBOSE=1 (``tess --verbose``);
+# see tess_keras.logs. A level the user set is kept.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if os.environ.get("TESS_VERBOSE", "") not in ("", "0") else "2")
 
 __version__ = "0.1.0"
 
