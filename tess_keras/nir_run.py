@@ -81,6 +81,7 @@ def import_nir(
     out = training.prepare_run_dir(out, False, holds_run=("model.keras", "summary.json"))
     config = dataclasses.replace(config, time_steps=splits.time_steps)
     model.compile(optimizer=keras.optimizers.Adam(lr))
+    model.optimizer.build(model.trainable_variables)  # saved like a trained run's
     result = model.evaluate(data.make_tf_dataset(splits, "test", batch_size), verbose=0, return_dict=True)
     tmp = out / "model.tmp.keras"
     model.save(tmp)
