@@ -208,7 +208,7 @@ def test_info_lists_versions_and_tools():
 def test_checkpoint_round_trip(tmp_path):
     """Weights, Adam state (moments, iteration, learning rate), the
     scheduler's state, the history and mid-epoch running metrics all come
-    back from checkpoint.npz into a freshly built model."""
+    back from the checkpoint into a freshly built model."""
     import keras
     import numpy as np
 

@@ -209,3 +209,20 @@ def test_validation_fraction_in_a_config_file(tmp_path):
     path.write_text('validation_fraction = "a tenth"\n')
     with pytest.raises(training.ConfigError, match="validation_fraction must be a number"):
         training.read_config_file(path)
+
+
+def test_a_resumed_run_keeps_its_validation_split(tmp_path):
+    import dataclasses
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = training.TrainConfig(out=str(run_dir), time_steps=4, validation_fraction=0.1)
+    (run_dir / training.CONFIG).write_text(json.dumps(dataclasses.asdict(config)))
+    for args, message in (
+        (["--validation-fraction", "0.2"], "--validation-fraction 0.2 differs from the run being resumed "
+                                           "(--validation-fraction 0.1)"),
+        (["--allow-incomplete"], "--allow-incomplete on differs from the run being resumed (--allow-incomplete off)"),
+    ):
+        result = runner.invoke(app, ["train", "--resume", str(run_dir), *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert training.check_compatible(training.load_saved_config(run_dir), {"validation_fraction": 0.1}) == config
