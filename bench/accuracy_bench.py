@@ -107,11 +107,13 @@ def ablation_variants():
 
 
 def plan(datasets, rules, ablations):
-    """``[(dataset, Variant)]`` in the order they run (main table first, then ablations)."""
-    runs = [(dataset, variant) for dataset in datasets for variant in main_variants(rules)]
-    if ablations:
-        runs += [(dataset, variant) for dataset in datasets if dataset in ABLATION_DATASETS
-                 for variant in ablation_variants()]
+    """``[(dataset, Variant)]`` in the order they run: per dataset (in the order given) its
+    main rows, then its ablations, so a run cut short has complete datasets."""
+    runs = []
+    for dataset in datasets:
+        runs += [(dataset, variant) for variant in main_variants(rules)]
+        if ablations and dataset in ABLATION_DATASETS:
+            runs += [(dataset, variant) for variant in ablation_variants()]
     return runs
 
 

@@ -165,11 +165,11 @@ def fit_tess(splits, epochs, lr):
 def test_tess_learns_a_small_mnist_subset(tmp_path, no_network):
     splits = data.load_dataset("mnist", tmp_path, limit_train=600, limit_test=200)
     accuracy = fit_tess(splits, epochs=3, lr=2e-3)
-    assert accuracy > 0.6, f"test accuracy {accuracy:.3f} (chance 0.1)"
+    assert accuracy > 0.55, f"test accuracy {accuracy:.3f} (chance 0.1; 0.74 measured)"
 
 
 @pytest.mark.slow
 def test_tess_learns_a_small_mnist_dvs_subset(mnist_dvs_dir, no_network):
     splits = data.load_dataset("mnist-dvs", mnist_dvs_dir, size=17, limit_train=600, limit_test=200)
     accuracy = fit_tess(splits, epochs=3, lr=2e-3)
-    assert accuracy > 0.5, f"test accuracy {accuracy:.3f} (chance 0.1)"
+    assert accuracy > 0.4, f"test accuracy {accuracy:.3f} (chance 0.1; 0.58 measured)"
