@@ -113,3 +113,14 @@ def test_unreadable_or_foreign_checkpoints_are_clear_errors(tmp_path):
     (path / checkpoint_module.STATE).write_text("{not json")
     with pytest.raises(training.ConfigError, match="cannot read the checkpoint"):
         training.load_checkpoint(path, build(2))
+
+
+def test_a_state_file_without_its_fields_is_a_clear_error(tmp_path):
+    path = tmp_path / training.CHECKPOINT
+    training.save_checkpoint(path, build(1), state(1))
+    meta = json.loads((path / checkpoint_module.STATE).read_text())
+    for damaged in ({**meta, "variables": []}, {k: v for k, v in meta.items() if k != "state"},
+                    {**meta, "state": {**meta["state"], "epoch": 3}}):
+        (path / checkpoint_module.STATE).write_text(json.dumps(damaged))
+        with pytest.raises(training.ConfigError, match="is damaged"):
+            training.load_checkpoint(path, build(2))

@@ -194,6 +194,11 @@ def read_state(path):
         raise ConfigError(f"cannot read the checkpoint {found}: {error}.") from None
     if not isinstance(meta, dict) or meta.get("version") != CHECKPOINT_VERSION:
         raise ConfigError(f"{found} was written by another version of tess-keras and cannot be resumed.")
+    fields = {"state": dict, "metrics": dict, "variables": dict}
+    if any(not isinstance(meta.get(key), kind) for key, kind in fields.items()) or set(meta["variables"]) != {
+        "model", "optimizer"
+    }:
+        raise ConfigError(f"the checkpoint {found} is damaged ({STATE} lacks its fields); the run cannot be resumed.")
     return meta
 
 
@@ -248,4 +253,8 @@ def load_checkpoint(path, model):
         raise ConfigError(f"cannot read the checkpoint {found}: {error.message}.") from None
     saved_metrics = meta["metrics"]
     values = [saved_metrics[name] for name in metric_names(model) if name in saved_metrics]
-    return TrainingState(**meta["state"]), values
+    try:
+        state = TrainingState(**meta["state"])
+    except TypeError:
+        raise ConfigError(f"the checkpoint {found} is damaged ({STATE} has unknown fields); it cannot be resumed.") from None
+    return state, values
