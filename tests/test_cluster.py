@@ -184,3 +184,18 @@ def test_cli_signal_ends_the_wait_for_the_cluster(tmp_path, signum):
     assert f"stopped by {signal.Signals(signum).name} while waiting for the cluster" in output
     assert "Traceback" not in output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_cli_checks_the_dataset_before_joining(tmp_path):
+    """A worker whose dataset is missing says so at once; it does not wait for the cluster first."""
+    spec, command, env = _lone_worker(tmp_path, 600)
+    command[command.index("digits")] = "cifar10"
+    env["TESS_DATA_DIR"] = str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, output
+    assert "cifar10" in output and str(tmp_path / "empty") in output
+    assert "waiting up to" not in output and "Traceback" not in output
+    assert not (tmp_path / "run").exists()

@@ -254,7 +254,7 @@ def small_disk(tmp_path):
 
     yield make
     for path in mounted:
-        subprocess.run(["umount", str(path)], check=False)
+        subprocess.run(["umount", "-l", str(path)], check=False)  # lazy: files TensorFlow still holds open
 
 
 def _full_after(monkeypatch, writes_allowed):
