@@ -22,18 +22,19 @@ def row_hashes(x):
 def test_mnist_offline_4000_500_500_stratified_and_seeded(tmp_path, no_network):
     splits = data.load_dataset("mnist", tmp_path, seed=3)
     assert splits.encoding == "direct" and splits.time_steps == 4 and splits.num_classes == 10
-    assert splits.x_train.shape == (4000, 28, 28, 1) and splits.x_train.dtype == np.uint8
+    assert splits.x_train.shape == (4000, 28, 28, 1) and splits.x_train.dtype == np.float32
     assert splits.x_val.shape == (500, 28, 28, 1) and splits.x_test.shape == (500, 28, 28, 1)
     assert splits.class_counts() == {"train": [400] * 10, "validation": [50] * 10, "test": [50] * 10}
     train, val, test = row_hashes(splits.x_train), row_hashes(splits.x_val), row_hashes(splits.x_test)
     assert len(train) == 4000 and not (train & val) and not (train & test) and not (val & test)
-    assert 200 < int(np.asarray(splits.x_test).max()) <= 255
-    # The labels are the file's: recompute one test image's label straight from the CSV.
+    assert np.asarray(splits.x_test).min() == 0.0 and np.asarray(splits.x_test).max() == 1.0  # scaled like digits
+    # The labels are the file's: recompute the first test images' labels straight from the CSV.
     images, labels = mnist.read_mnist()
     index = {hashlib.sha1(image[..., None].tobytes()).hexdigest(): label for image, label in zip(images, labels)}
-    assert [index[hashlib.sha1(np.asarray(x).tobytes()).hexdigest()] for x in splits.x_test[:20]] == list(splits.y_test[:20])
+    pixels = np.round(np.asarray(splits.x_test[:20]) * 255).astype(np.uint8)
+    assert [index[hashlib.sha1(x.tobytes()).hexdigest()] for x in pixels] == list(splits.y_test[:20])
     # Cached on first use, then the same arrays; another seed draws another split.
-    assert any((tmp_path / ".tess-cache").glob("mnist-seed3-*"))
+    assert any((tmp_path / ".tess-cache").glob("mnist-scaleunit-seed3-*"))
     again = data.load_dataset("mnist", tmp_path, seed=3)
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(again, name), getattr(splits, name))

@@ -96,8 +96,9 @@ def split_indices(labels, seed):
 
 
 def load_mnist(data_dir=None, time_steps=4, seed=0):
-    """``mnist``: 4,500 training and 500 test images ``[N, 28, 28, 1]`` (``uint8``, scaled to [0, 1]
-    by the pipeline), direct-encoded over ``time_steps``.
+    """``mnist``: 4,500 training and 500 test images ``[N, 28, 28, 1]`` (``float32`` in [0, 1], like
+    ``digits``: the exporter and the demo take direct images as the network sees them),
+    direct-encoded over ``time_steps``.
 
     Args:
         data_dir: datasets folder; the split arrays are cached in its ``.tess-cache`` folder.
@@ -105,19 +106,21 @@ def load_mnist(data_dir=None, time_steps=4, seed=0):
         seed: the stratified split (50 test images per digit).
     """
     path = mnist_file()
-    cache = FrameCache(resolve_data_dir(data_dir), "mnist", {"seed": seed}, [path])
+    cache = FrameCache(resolve_data_dir(data_dir), "mnist", {"seed": seed, "scale": "unit"}, [path])
     arrays = cache.load()
     if arrays is None:
         images, labels = read_mnist(path)
         train, test = split_indices(labels, seed)
 
+        unit = images.astype(np.float32) / np.float32(255)
+
         def fill(out):
-            out["x_train"][:], out["y_train"][:] = images[train, ..., None], labels[train]
-            out["x_test"][:], out["y_test"][:] = images[test, ..., None], labels[test]
+            out["x_train"][:], out["y_train"][:] = unit[train, ..., None], labels[train]
+            out["x_test"][:], out["y_test"][:] = unit[test, ..., None], labels[test]
 
         arrays = cache.build({
-            "x_train": ((len(train), SIDE, SIDE, 1), np.uint8), "y_train": ((len(train),), np.int32),
-            "x_test": ((len(test), SIDE, SIDE, 1), np.uint8), "y_test": ((len(test),), np.int32),
+            "x_train": ((len(train), SIDE, SIDE, 1), np.float32), "y_train": ((len(train),), np.int32),
+            "x_test": ((len(test), SIDE, SIDE, 1), np.float32), "y_test": ((len(test),), np.int32),
         }, fill)
     return DatasetSplits(
         name="mnist", x_train=arrays["x_train"], y_train=arrays["y_train"], x_test=arrays["x_test"],
