@@ -191,7 +191,10 @@ def read_state(path):
     try:
         meta = json.loads((found / STATE).read_text())
     except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read the checkpoint {found}: {error}.") from None
+        raise ConfigError(
+            f"cannot read the checkpoint {found}: its {STATE} is damaged ({error}); the run cannot be resumed "
+            "from it. Start a new run with another --out."
+        ) from None
     if not isinstance(meta, dict) or meta.get("version") != CHECKPOINT_VERSION:
         raise ConfigError(f"{found} was written by another version of tess-keras and cannot be resumed.")
     fields = {"state": dict, "metrics": dict, "variables": dict}
@@ -250,7 +253,15 @@ def load_checkpoint(path, model):
     except (ValueError, AssertionError) as error:
         raise mismatch from error
     except tf.errors.OpError as error:
-        raise ConfigError(f"cannot read the checkpoint {found}: {error.message}.") from None
+        raise ConfigError(
+            f"cannot read the checkpoint {found}: it is damaged or incomplete ({error.message}); the run cannot "
+            "be resumed from it. Start a new run with another --out."
+        ) from None
+    except (IndexError, OSError) as error:  # a truncated variables.data file: "Read less bytes than requested"
+        raise ConfigError(
+            f"cannot read the checkpoint {found}: its variables file is damaged ({error}); the run cannot be "
+            "resumed from it. Start a new run with another --out."
+        ) from None
     saved_metrics = meta["metrics"]
     values = [saved_metrics[name] for name in metric_names(model) if name in saved_metrics]
     try:
