@@ -132,6 +132,7 @@ def engine_context(spec, source="a Keras model"):
                 cur_mult=layer.current_mult,
                 cur_shift=layer.current_shift,
                 threshold=layer.threshold,
+                reset_amount=layer.threshold if layer.reset_amount is None else layer.reset_amount,
                 gamma=layer.gamma,
                 psi_scale=layer.psi_scale,
                 N=layer.num_neurons,

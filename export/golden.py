@@ -239,7 +239,8 @@ class GoldenEngine:
                         past = psi_q15(u_prev, layer.threshold, layer.psi_scale) if self.t > 0 else 0
                         self.h[name] = sat16(round_shift(self.h[name] * layer.lambda_post, Q15) + past)
                 current = self._current(layer, x)
-                leak = round_shift((u_prev - layer.threshold * o_prev) * layer.gamma, Q15)
+                reset = layer.threshold if layer.reset_amount is None else layer.reset_amount
+                leak = round_shift((u_prev - reset * o_prev) * layer.gamma, Q15)
                 u = sat16(leak + current)
                 o = (u >= layer.threshold).astype(np.int64)
                 self.u[name], self.o[name] = u, o

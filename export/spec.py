@@ -93,6 +93,7 @@ class SpikingSpec:
     gamma: int  # Q15
     psi_scale: int  # Q15
     kernel_size: int = 1
+    reset_amount: int = None  # Q11 r of u = gamma (u - r o) + I (None: the threshold, the spec's reset)
     stride: int = 1
     pad: tuple = (0, 0)  # (top, left)
     learn: bool = False
@@ -374,12 +375,15 @@ def build_spec(model, input_scale, time_steps, learn=None, learning_rate=0.005, 
             )
             if block.v_th * 2 >= 16 or not 0 <= block.gamma < 1:
                 raise ExportError(f"layer {block.name}: v_th={block.v_th} / gamma={block.gamma} do not fit the Q4.11 membrane.")
-            if getattr(block, "reset", "subtract") != "subtract":
+            amount = neurons.subtract_amount(getattr(block, "reset", "subtract"), block.gamma, block.v_th)
+            if amount is None or amount * 2 >= 16:
                 raise ExportError(
-                    f"layer {block.name} uses reset={block.reset!r}; the on-device engine implements the spec's "
-                    "soft reset before the leak (reset='subtract') only. Re-import the network with "
-                    "`tess import --lif-reset subtract` and fine-tune it, or export it with --target nir."
+                    f"layer {block.name} uses reset={block.reset!r} (gamma={block.gamma}); the on-device engine "
+                    "implements subtract resets u = gamma (u - r o) + I with r below 8 only (reset='subtract' or "
+                    "'subtract_after_leak'). Re-import the network with `tess import --lif-reset subtract` and "
+                    "fine-tune it, or export it with --target nir."
                 )
+            spec.reset_amount = to_q(amount, U_FRAC)
             if learns:
                 n = block.lsg_size
                 spec.lambda_pre = rule["lambda_pre"]

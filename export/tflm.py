@@ -74,6 +74,8 @@ class StepGraph:
     def __call__(self, x, *states):
         import tensorflow as tf
 
+        from tess_keras import neurons
+
         h = x
         out = {}
         index = 0
@@ -84,7 +86,8 @@ class StepGraph:
                     current = tf.nn.conv2d(h, kernel, block.strides, block.padding.upper())
                 else:
                     current = tf.matmul(h, kernel)
-                u = block.gamma * (u_prev - block.v_th * o_prev) + current
+                reset = neurons.subtract_amount(getattr(block, "reset", "subtract"), block.gamma, block.v_th)
+                u = block.gamma * (u_prev - (block.v_th if reset is None else reset) * o_prev) + current
                 o = tf.nn.relu6((u - block.v_th) * SPIKE_GAIN) * (1.0 / 6.0)
                 out[f"s{index:02d}_u"], out[f"s{index:02d}_v"] = u, o
                 index += 1

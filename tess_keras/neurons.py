@@ -49,6 +49,17 @@ def check_reset(reset):
     return reset
 
 
+def subtract_amount(reset, gamma, v_th):
+    """``r`` with which the reset is ``u = gamma * (u - r * o) + I``: ``v_th`` for
+    ``"subtract"``, ``v_th / gamma`` for ``"subtract_after_leak"``; None for
+    ``"zero"`` (or ``gamma = 0`` after the leak), which have no such form."""
+    if reset == "subtract":
+        return v_th
+    if reset == "subtract_after_leak" and gamma > 0:
+        return v_th / gamma
+    return None
+
+
 def lif_step(u_prev, o_prev, current, gamma=GAMMA, v_th=V_TH, reset="subtract"):
     """One LIF step. Returns ``(u, o)``.
 
