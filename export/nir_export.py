@@ -259,7 +259,6 @@ def export_nir(run_dir, out_dir, data_dir=None, evaluate=None, dt=DEFAULT_DT):
     import tempfile
     from pathlib import Path
 
-    import keras
     import nir
 
     import tess_keras.models  # noqa: F401  (registers the custom objects)
@@ -275,10 +274,12 @@ def export_nir(run_dir, out_dir, data_dir=None, evaluate=None, dt=DEFAULT_DT):
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
         raise NIRExportError(f"{run_dir} has no model.keras; pass the directory `tess train --out` wrote.")
+    from tess_keras.modelfile import ModelFileError, load_spiking_model
+
     try:
-        model = keras.saving.load_model(model_path)
-    except Exception as error:  # a corrupt or foreign file: say which
-        raise NIRExportError(f"cannot load {model_path}: {str(error).splitlines()[0][:300]}") from None
+        model = load_spiking_model(model_path, f"Rewrite it with `tess train --resume {run_dir}`.")
+    except ModelFileError as error:  # a corrupt or foreign file: say which
+        raise NIRExportError(str(error)) from None
     graph = model_to_nir(model, dt)
     try:
         splits = data.load_dataset(config.dataset, data_dir or config.data_dir or None, config.time_steps or None,
