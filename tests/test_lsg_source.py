@@ -127,3 +127,25 @@ def test_block_and_layer_sources_differ_only_where_a_pool_follows(make_net, arch
         else:
             cosine = float((b * g).sum() / np.linalg.norm(b) / np.linalg.norm(g))
             assert cosine < 0.999, f"{spiking.name}: block and layer LSG give the same update (cos {cosine:.4f})"
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[1]], ids=["tiled", "padded"])
+def test_block_learning_signal_compiles_with_xla(geometry):
+    """``tess train --jit``: the routing must be XLA-compilable and give the same signal."""
+    from tess_keras.layers import SpikingConv2D
+    from tess_keras.rules.lsg import local_learning_signal, square_wave_basis
+
+    layer = SpikingConv2D(3, 3, lsg_pool=2)
+    layer.build((None, 8, 8, 2))
+    pool = keras.layers.MaxPooling2D(**geometry)
+    spikes = tf.constant(spike_maps(4, shape=(2, 8, 8, 3), rate=0.5))
+    targets = tf.one_hot([1, 3], 4)
+    basis = tf.constant(square_wave_basis(4, layer.lsg_size))
+
+    def signal():
+        return local_learning_signal(layer, spikes, basis, targets, pool=pool)
+
+    eager = signal().numpy()
+    compiled = tf.function(signal, jit_compile=True)().numpy()
+    assert np.abs(eager).max() > 0
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-8)

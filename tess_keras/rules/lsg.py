@@ -83,6 +83,8 @@ def first_max_pool(x, pool):
     height, width = int(x.shape[1]), int(x.shape[2])
     oh, top, bottom = _window(height, ph, sh, pool.padding)
     ow, left, right = _window(width, pw, sw, pool.padding)
+    if (ph, pw) == (sh, sw) and top == bottom == left == right == 0:
+        return _tiled_first_max_pool(x[:, : oh * ph, : ow * pw], ph, pw)
     padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=x.dtype.min)
     windows = [
         padded[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :] for i in range(ph) for j in range(pw)
@@ -99,6 +101,36 @@ def first_max_pool(x, pool):
         taken = tf.logical_or(taken, is_peak)
         out += tf.where(wins, value, tf.zeros_like(value))
     return out
+
+
+def _tiled_first_max_pool(x, ph, pw):
+    """``first_max_pool`` for windows that tile ``x`` exactly (stride = pool size,
+    no padding): TensorFlow's max-pool for the value, the first-maximum routing as a
+    custom gradient (max-pools of a rank map instead of slow 6-D reductions; XLA-safe)."""
+    channels = int(x.shape[-1])
+    oh, ow = int(x.shape[1]) // ph, int(x.shape[2]) // pw
+    # Earlier offsets of a window (row-major) rank higher; only maxima are ranked.
+    order = tf.constant(np.arange(ph * pw, 0, -1, dtype=np.float32).reshape(1, 1, ph, 1, pw, 1), x.dtype)
+
+    def window_view(t):
+        return tf.reshape(t, (-1, oh, ph, ow, pw, channels))
+
+    def broadcast(pooled):
+        return pooled[:, :, None, :, None, :]
+
+    @tf.custom_gradient
+    def pool(x):
+        peak = tf.nn.max_pool2d(x, (ph, pw), (ph, pw), "VALID")
+
+        def grad(upstream):
+            ranked = tf.where(tf.equal(window_view(x), broadcast(peak)), order, tf.zeros((), x.dtype))
+            best = tf.nn.max_pool2d(tf.reshape(ranked, tf.shape(x)), (ph, pw), (ph, pw), "VALID")
+            routed = tf.where(tf.equal(ranked, broadcast(best)), broadcast(upstream), tf.zeros((), x.dtype))
+            return tf.reshape(routed, tf.shape(x))
+
+        return peak, grad
+
+    return pool(x)
 
 
 def adaptive_average_pool(spikes, k):
