@@ -149,3 +149,16 @@ def test_block_learning_signal_compiles_with_xla(geometry):
     compiled = tf.function(signal, jit_compile=True)().numpy()
     assert np.abs(eager).max() > 0
     np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-8)
+
+
+def test_training_config_sets_the_rules_lsg_source():
+    """`tess train --lsg-source` -> TrainConfig.lsg_source -> the rule (and from there the export)."""
+    from tess_keras.training import ConfigError, resolve_config
+    from tess_keras.training.loop import make_rule
+
+    assert resolve_config({}).lsg_source == "block"
+    config = resolve_config({"lsg_source": "layer", "alpha_post": 0.0})
+    rule = make_rule(config.rule, config.alpha_post, config.lsg_source)
+    assert isinstance(rule, TESS) and rule.lsg_source == "layer" and rule.alpha_post == 0.0
+    with pytest.raises(ConfigError, match="--lsg-source must be block .* or layer, got 'pool'"):
+        resolve_config({"lsg_source": "pool"})
