@@ -276,7 +276,8 @@ def markdown(rows, goal_rows, settings):
     lines = [
         "# Accuracy benchmark (mcu network)", "",
         f"Measured {settings['date']} on {settings['machine']}; settings: epochs {settings['epochs'] or 'recipe'}, "
-        f"seeds {settings['seeds']}, limit_train {settings['limit_train'] or 'all'}, validation protocol in the "
+        f"seeds requested {settings['seeds']} (the seeds column counts those measured), training samples "
+        f"{settings['limit_train'] or 'all'} (stratified subset; validation and test in full), validation protocol in the "
         f"training loop: {settings['validation_protocol']}. Seconds per epoch leave out the first epoch (tracing) "
         f"and were measured on a CPU shared with other jobs.", "",
         "| dataset | configuration | T | epochs | seeds | test accuracy % (mean ± std) | best-validation epoch | s / epoch |",
