@@ -226,6 +226,7 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
 
+    import tess_keras  # noqa: F401  (quiets TensorFlow's C++ log before it loads)
     import tensorflow as tf
 
     started = time.time()
@@ -245,7 +246,7 @@ def main(argv=None):
         "seconds": round(time.time() - started, 1),
         "network": "32x32x2 -> SpikingConv2D(32) -> MaxPool2 -> SpikingConv2D(32) -> MaxPool4 -> Readout(10)",
         "memory": "peak heap bytes one compiled train step allocates and has not yet freed (memray's allocation "
-        "tracking, one inter-op thread; fresh process per configuration)",
+        "tracking, one thread; fresh process per configuration)",
         "throughput": "batch / fastest timed step; samples_per_cpu_s uses the process's CPU time (all threads)",
     }
 

@@ -35,7 +35,7 @@ def tool_version(name):
 
 @app.command()
 def info():
-    """Versions of Python, TensorFlow, Keras, tonic; GPUs seen; arm-none-eabi-gcc and QEMU."""
+    """Versions of Python, TensorFlow, Keras, tonic, memray; GPUs seen; arm-none-eabi-gcc and QEMU."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -47,7 +47,8 @@ def info():
     table.add_column("")
     table.add_row("tess-keras", tess_keras.__version__)
     table.add_row("Python", f"{platform.python_version()} ({sys.executable})")
-    for label, dist in (("TensorFlow", None), ("Keras", "keras"), ("tonic", "tonic"), ("tflite-micro", "tflite-micro")):
+    for label, dist in (("TensorFlow", None), ("Keras", "keras"), ("tonic", "tonic"), ("tflite-micro", "tflite-micro"),
+                        ("memray", "memray")):
         if dist is None:
             version = package_version("tensorflow") or package_version("tensorflow-cpu")
         else:

@@ -24,7 +24,7 @@ def test_gpu_bench_cpu_mode_runs_every_configuration_of_a_rule(tmp_path):
     assert configurations == {("float32", False), ("mixed_float16", False), ("float32", True), ("mixed_float16", True)}
     for row in payload["results"]:
         assert row["status"] == "ok", row
-        assert row["samples_per_second"] > 0 and row["applied_steps"] == 2  # warm-up + timed step
+        assert row["samples_per_second"] > 0 and row["applied_steps"] == 3  # warm-up + memory step + timed step
     table = prefix.with_name("gpu_bench.md").read_text()
     assert table.count("| tess |") == 4
 
