@@ -332,4 +332,4 @@ def join(make, cluster, task_type, task_index, timeout=DEFAULT_TIMEOUT, notify=N
         watchdog.stdin.close()
         watchdog.wait()
         for signum, handler in previous.items():  # also replaces TensorFlow's SIGTERM handler
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)

@@ -199,3 +199,25 @@ def test_cli_checks_the_dataset_before_joining(tmp_path):
     assert "cifar10" in output and str(tmp_path / "empty") in output
     assert "waiting up to" not in output and "Traceback" not in output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_still_ends_the_process_after_joining(tmp_path):
+    """TensorFlow's join installs its own SIGTERM handler (its preemption
+    notifier only records the signal, so a plain MultiWorkerMirroredStrategy
+    process survives SIGTERM); make_strategy puts Python's back."""
+    script = tmp_path / "term.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "from tess_keras import distribute\n"
+        "distribute.make_strategy('multi-worker', cluster_timeout=60)\n"
+        "print('joined', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(10)\n"
+        "print('survived SIGTERM', flush=True)\n"
+    )
+    env = _env({"cluster": _cluster(1), "task": {"type": "worker", "index": 0}})
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert "joined" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == -signal.SIGTERM, result.stdout + result.stderr
+    assert "survived" not in result.stdout
