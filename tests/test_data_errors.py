@@ -122,6 +122,19 @@ def test_tess_train_reports_a_missing_dataset_without_traceback(tmp_path, no_net
     assert "Traceback" not in output and "ibmGestureTrain" in output
 
 
+def _status_lines(output):
+    """``{dataset: its status line}`` from ``tess datasets``'s blocks (a
+    ``name  T=..`` header, then ``  status ...``)."""
+    lines, name = {}, None
+    for line in output.splitlines():
+        if line and not line.startswith(" ") and " T=" in line:
+            name = line.split()[0]
+        elif name and line.strip().startswith("status"):
+            lines[name] = line
+            name = None
+    return lines
+
+
 def test_tess_datasets_table(tmp_path, no_network, monkeypatch):
     from tess_keras.cli.main import app
 
@@ -135,7 +148,7 @@ def test_tess_datasets_table(tmp_path, no_network, monkeypatch):
                 write_nmnist_bin(tmp_path / "NMNIST" / folder / str(digit) / f"s{index}.bin", x, y, p, t)
     result = CliRunner().invoke(app, ["datasets", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    lines = _status_lines(result.output)
     assert "found, 30 samples" in lines["nmnist"]
     assert "train 10 / validation 10 / test 10" in result.output
     assert "missing" in lines["cifar10-dvs"] and "missing" in lines["shd"] and "missing" in lines["cifar10"]
@@ -144,7 +157,7 @@ def test_tess_datasets_table(tmp_path, no_network, monkeypatch):
     # A deleted class folder: incomplete, named.
     (tmp_path / "NMNIST" / "Test" / "9" / "s0.bin").unlink()
     result = CliRunner().invoke(app, ["datasets", "--data-dir", str(tmp_path)])
-    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    lines = _status_lines(result.output)
     assert result.exit_code == 0 and "incomplete, 29 samples" in lines["nmnist"]
     assert "NMNIST/Test/9/: no .bin files" in result.output
 
