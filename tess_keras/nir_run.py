@@ -4,7 +4,9 @@ and ``tess export`` accept.
 The run directory holds what ``tess train`` writes: ``config.json`` (a
 ``TrainConfig`` with ``model="imported"``: resuming loads ``model.keras``
 instead of building a named network), ``model.keras`` and ``summary.json``
-(the test accuracy of the imported weights, the conversions made).
+(the validation and test accuracy of the imported weights with the same
+fields as a trained run's: ``selected_epoch`` 0, ``class_counts``; and the
+conversions made).
 """
 
 import dataclasses
@@ -71,7 +73,10 @@ def import_nir(
     training.validate(config)
     model, notes = nir_import.build_model(graph, lif_reset=lif_reset, dt=dt,
                                           rule=training.make_rule(rule, alpha_post))
-    splits = data.load_dataset(dataset, data_dir or None, time_steps or None, seed)
+    # The validation split a fine-tuning `tess train --resume` would use: saved with the run.
+    config = dataclasses.replace(config, validation_fraction=data.INFO[dataset].validation_fraction)
+    splits = data.load_dataset(dataset, data_dir or None, time_steps or None, seed,
+                               validation_fraction=config.validation_fraction)
     model_shape = tuple(int(s) for s in model.step_input_shapes[model.blocks[0].name][1:])
     if tuple(splits.input_shape) != model_shape or splits.num_classes != model.num_classes:
         raise nir_import.NIRImportError(
@@ -83,15 +88,24 @@ def import_nir(
     model.compile(optimizer=keras.optimizers.Adam(lr))
     model.optimizer.build(model.trainable_variables)  # saved like a trained run's
     result = model.evaluate(data.make_tf_dataset(splits, "test", batch_size), verbose=0, return_dict=True)
+    validation = (model.evaluate(data.make_tf_dataset(splits, "validation", batch_size), verbose=0, return_dict=True)
+                  if len(splits.y_val) else None)
     tmp = out / "model.tmp.keras"
     model.save(tmp)
     os.replace(tmp, out / "model.keras")
     training.save_config(out, config)
     summary = {
         **dataclasses.asdict(config),
+        "validation_accuracy": None if validation is None else float(validation["accuracy"]),
+        "validation_loss": None if validation is None else float(validation["loss"]),
         "test_accuracy": float(result["accuracy"]),
         "test_loss": float(result["loss"]),
-        "best_test_accuracy": float(result["accuracy"]),
+        "selected_epoch": 0,
+        "selection": "the imported weights, unchanged (no training epoch); the test split evaluated once",
+        "class_counts": splits.class_counts(),
+        "skipped": dict(splits.skipped),
+        "empty": dict(splits.empty),
+        "incomplete": list(splits.incomplete),
         "parameters": int(model.count_params()),
         "train_seconds": 0.0,
         "weights_sha256": training.weights_fingerprint(model),

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tess_keras import data
+
 DATA = Path(__file__).parent / "data" / "nir"
 
 
@@ -215,6 +217,15 @@ def test_tess_import_cli_writes_a_run_that_tess_eval_accepts(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "imported" and (out / "config.json").is_file()
     assert summary["test_accuracy"] == pytest.approx(np.mean(reference["predictions"] == reference["labels"]))
+    # The summary has a trained run's fields (issue 11): no test-selected "best", validation figures, class counts.
+    assert "best_test_accuracy" not in summary and summary["selected_epoch"] == 0
+    counts = summary["class_counts"]
+    assert set(counts) == {"train", "validation", "test"} and sum(counts["test"]) == len(reference["labels"])
+    assert sum(counts["validation"]) > 0 and 0.0 <= summary["validation_accuracy"] <= 1.0
+    assert summary["validation_fraction"] == data.INFO["digits"].validation_fraction and summary["incomplete"] == []
+    result = _cli("eval", out, "--split", "validation")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "eval.json").read_text())["accuracy"] == pytest.approx(summary["validation_accuracy"])
     result = _cli("eval", out)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "eval.json").read_text())["accuracy"] == pytest.approx(summary["test_accuracy"])
