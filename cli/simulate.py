@@ -35,6 +35,28 @@ def simulate(
         f"{summary['board']}: accuracy {result['accuracy_before']:.4f} -> {result['accuracy_after']:.4f} after "
         f"learning from {result['samples_seen']} samples; bit exact with host: {summary['bit_exact_with_host']}"
     )
+    _print_profile(summary.get("profile") or [])
+    console.print(
+        f"saved state {result['state_bytes']} B; cleared, reloaded: state hash {result['reloaded_state_hash']} "
+        f"(learned {result['state_hash']}), {result['correct_reloaded']}/{result['test_samples']} correct "
+        f"(after learning {result['correct_after']}); a corrupted copy was refused with status "
+        f"{result['corrupt_load_status']}"
+    )
     if summary["bit_exact_with_host"] is False:
         fail(f"the firmware and the host build disagree on {', '.join(summary['mismatched_fields'])}.")
     console.print(f"wrote {Path(out_dir) / 'simulate.json'}")
+
+
+def _print_profile(rows):
+    """The per-layer profile of simulate.json as a table (instructions; events per step)."""
+    from rich.table import Table
+
+    if not rows:
+        return
+    table = Table(title="per-layer profile (instructions; the totals also hold tess_step's own code)")
+    for column in ("layer", "forward/step", "learning step", "update/call", "synaptic events/step"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for row in rows:
+        cells = [row[key] for key in ("forward_per_step", "learn_per_step", "update_per_call", "synaptic_events_per_step")]
+        table.add_row(row["layer"], *("-" if value is None else f"{value:,.0f}" for value in cells))
+    console.print(table)

@@ -286,6 +286,9 @@ def write_engine(spec, out_dir, source="a Keras model"):
     out_dir = Path(out_dir)
     env = _environment()
     context = engine_context(spec, source)
+    from tess_keras.export.engine_extras import extras_context
+
+    context.update(extras_context(spec, context["calls"]))
     for name in ENGINE_FILES:
         (out_dir / name).write_text(env.get_template(name + ".j2").render(**context))
     for name in RUNTIME_FILES:

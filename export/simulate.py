@@ -18,8 +18,24 @@ from tess_keras.export.build import (
 )
 
 # The fields of the result line that must agree bit for bit with the host build.
-BIT_EXACT_FIELDS = ("state_hash", "logits_hash", "logits_sum", "correct_before", "correct_after", "samples_seen")
+BIT_EXACT_FIELDS = (
+    "state_hash", "logits_hash", "logits_sum", "correct_before", "correct_after", "samples_seen",
+    "reloaded_state_hash", "correct_reloaded",
+)
 RESULT_KEY = '"tess_result"'
+PROFILE_KEY = '"tess_profile"'
+PROFILE_FIELDS = ("layer", "forward_per_step", "learn_per_step", "update_per_call", "synaptic_events_per_step")
+
+
+def parse_profile(lines):
+    """The per-layer profile rows of a console transcript (layer order), as dicts of PROFILE_FIELDS."""
+    rows = {}
+    for line in lines:
+        text = line.strip()
+        if text.startswith("{") and PROFILE_KEY in text:
+            row = json.loads(text)
+            rows[row["tess_profile"]] = {field: row.get(field) for field in PROFILE_FIELDS}
+    return [rows[index] for index in sorted(rows)]
 
 
 def qemu_command(board, elf):
@@ -128,7 +144,11 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
     Returns:
         The dict written to simulate.json: ``result`` (the firmware's result
         line), ``board``, ``qemu_command``, ``bit_exact_with_host``,
-        ``mismatched_fields`` and ``host_result``.
+        ``mismatched_fields``, ``host_result`` and ``profile`` (one row per
+        layer: ``layer``, ``forward_per_step``, ``learn_per_step``,
+        ``update_per_call`` in instructions, ``synaptic_events_per_step``;
+        the time between layers, in tess_step's own code and the profile
+        hook, is in the totals but in no row).
 
     Raises:
         FirmwareError: not a QEMU board, QEMU missing, a timeout, a crash or
@@ -175,6 +195,7 @@ def simulate(out_dir, board=None, timeout=300, on_line=None, compare_with_host=T
         "bit_exact_with_host": None if host is None else not mismatched,
         "mismatched_fields": mismatched,
         "host_result": host,
+        "profile": parse_profile(lines),
         "sizes": firmware.sizes,
         "qemu_command": command,
     }

@@ -100,3 +100,37 @@ def test_demo_app_is_sanitizer_clean_on_the_host(exported):
     code, lines = firmware_simulate.run_console([str(program)], timeout=120)
     assert code == 0, lines[-10:]
     assert firmware_simulate.parse_result(lines)["samples_seen"] > 0
+
+
+def test_profile_rows_sum_to_the_totals_and_the_state_survives_a_clear(exported):
+    # Runs after the Cortex-M4 test above, which wrote simulate.json.
+    summary = json.loads((exported / "simulate.json").read_text())
+    line, profile = summary["result"], summary["profile"]
+    header = (exported / "tess_engine.h").read_text()
+    assert f"#define TESS_NUM_LAYERS {len(profile)}\n" in header
+    memory_rows = [row["layer"] for row in json.loads((exported / "report.json").read_text())["memory"]]
+    layers = [row["layer"] for row in profile]
+    assert [name for name in memory_rows if name in layers] == [name for name in layers if name != "flatten"]
+    assert {"conv1", "pool1", "conv2", "conv3", "flatten", "readout"} == set(layers)
+    assert profile == firmware_simulate.parse_profile([json.dumps({"tess_profile": i, **row}) for i, row in enumerate(profile)])
+    # The rows cover every layer's code; the totals also hold tess_step / tess_apply_update's own
+    # entry, loop and return and the profile hook's calls (about 50 instructions per layer change,
+    # at most 2 per layer and step), measured at 126-232 instructions: 1,000 bounds it with room,
+    # and -100 allows for the 40-instruction tick of a 25 MHz SysTick read twice per row.
+    for field in ("forward_per_step", "learn_per_step", "update_per_call"):
+        gap = line[field] - sum(row[field] for row in profile)
+        assert -100 <= gap <= 1000, (field, gap)
+    events = {row["layer"]: row["synaptic_events_per_step"] for row in profile}
+    assert events["conv1"] > 0 and events["readout"] > 0 and events["flatten"] == 0 and events["pool1"] == 0
+    assert [row["synaptic_events_per_step"] for row in summary_host_profile(exported)] == list(events.values())
+    assert line["save_status"] == 0 and line["load_status"] == 0 and line["corrupt_load_status"] == 7
+    assert line["cleared_state_hash"] != line["state_hash"] == line["reloaded_state_hash"]
+    assert line["correct_reloaded"] == line["correct_after"]
+
+
+def summary_host_profile(out_dir):
+    """The profile rows the host build prints (events only: the host has no clock)."""
+    program = firmware_build.build(out_dir, "host").executable
+    code, lines = firmware_simulate.run_console([str(program)], timeout=120)
+    assert code == 0
+    return firmware_simulate.parse_profile(lines)

@@ -12,5 +12,12 @@
 #define tess_logits tess_dense_logits
 #define tess_state_hash tess_dense_state_hash
 #define tess_buffers tess_dense_buffers
+#define tess_set_profile_hook tess_dense_set_profile_hook
+#define tess_layer_name tess_dense_layer_name
+#define tess_synaptic_events tess_dense_synaptic_events
+#define tess_state_size tess_dense_state_size
+#define tess_save_state tess_dense_save_state
+#define tess_load_state tess_dense_load_state
+#define tess_clear_state tess_dense_clear_state
 
 #endif  // TESS_FIRMWARE_DENSE_NAMES_H_

@@ -110,6 +110,34 @@ struct Counters {
 
 Counters counters;
 
+// Per-layer profile (tess_set_profile_hook): ticks per layer in each phase,
+// and synaptic events per layer during the first held-out pass.
+enum Phase { kForward = 0, kLearn = 1, kUpdate = 2 };
+
+struct Profile {
+    uint64_t ticks[3][TESS_NUM_LAYERS] = {};
+    uint64_t events[TESS_NUM_LAYERS] = {};
+    uint64_t event_steps = 0;
+    int32_t phase = kForward;
+    int32_t layer = TESS_PROFILE_OUTSIDE;
+    uint64_t since = 0;
+};
+
+Profile profile;
+
+// The time since the last mark belongs to the layer that mark named; the
+// clock restarts after the bookkeeping, so the hook's own cost is not charged
+// to a layer (only to the totals, about 50 instructions per mark).
+void profile_hook(int32_t layer, void *context) {
+    (void)context;
+    const uint64_t now = tess_platform_ticks();
+    if (profile.layer != TESS_PROFILE_OUTSIDE) {
+        profile.ticks[profile.phase][profile.layer] += now - profile.since;
+    }
+    profile.layer = layer;
+    profile.since = tess_platform_ticks();
+}
+
 // FNV-1a over every logit of every held-out sample: equal hashes mean equal logits.
 uint32_t logits_hash = 2166136261u;
 int64_t logits_sum = 0;
@@ -153,12 +181,17 @@ void record_spikes(void) {
 // Runs one sample through the network; with label >= 0 it also learns.
 int32_t run_sample(const int8_t *sample, int32_t label) {
     tess_reset();
+    profile.phase = label >= 0 ? kLearn : kForward;
     for (int t = 0; t < TESS_TIME_STEPS; ++t) {
         const uint64_t start = tess_platform_ticks();
         tess_step(sample + t * TESS_INPUT_SIZE, label);
         const uint64_t elapsed = tess_platform_ticks() - start;
-        if (count_spikes) {
-            record_spikes();  // outside the timed region
+        if (count_spikes) {  // outside the timed region
+            record_spikes();
+            for (int32_t layer = 0; layer < TESS_NUM_LAYERS; ++layer) {
+                profile.events[layer] += tess_synaptic_events(layer, sample + t * TESS_INPUT_SIZE);
+            }
+            ++profile.event_steps;
         }
         if (label >= 0) {
             counters.learn_ticks += elapsed;
@@ -196,6 +229,7 @@ int32_t evaluate(bool record_logits) {
 #endif
 
 void apply_update(void) {
+    profile.phase = kUpdate;
     const uint64_t start = tess_platform_ticks();
     tess_apply_update();
     counters.update_ticks += tess_platform_ticks() - start;
@@ -288,11 +322,60 @@ uint64_t calibration_ticks(void) {
 #endif
 }
 
+// One JSON line per layer (before the result line, which is full).
+void print_profile(bool measured) {
+    for (int32_t layer = 0; layer < TESS_NUM_LAYERS; ++layer) {
+        JsonLine row;
+        row.integer("tess_profile", layer);
+        row.text("layer", tess_layer_name(layer));
+        per_step(row, "forward_per_step", profile.ticks[kForward][layer], counters.forward_steps, measured);
+        per_step(row, "learn_per_step", profile.ticks[kLearn][layer], counters.learn_steps, measured);
+        per_step(row, "update_per_call", profile.ticks[kUpdate][layer], counters.updates, measured);
+        row.ratio("synaptic_events_per_step", profile.events[layer], profile.event_steps);
+        tess_platform_write(row.finish());
+    }
+}
+
+// The learned state, saved to RAM: it survives tess_clear_state (what a reset
+// does to the learned weights), not a power cycle. Real boards keep it in RAM
+// too (see README, "Learning that survives a reset").
+uint8_t saved_state[TESS_STATE_BYTES];
+
+struct Reload {
+    int32_t save_status = -1;
+    int32_t corrupt_status = -1;  // loading the state with one bit flipped
+    int32_t load_status = -1;
+    uint32_t cleared_hash = 0;
+    uint32_t reloaded_hash = 0;
+    int32_t correct_reloaded = -1;
+};
+
+// Saves the learned state, clears the model, checks that a corrupted copy is
+// refused (and changes nothing), loads the state back and measures again.
+Reload save_clear_load(void) {
+    Reload reload;
+    uint32_t written = 0;
+    reload.save_status = tess_save_state(saved_state, sizeof(saved_state), &written);
+    tess_clear_state();
+    reload.cleared_hash = tess_state_hash();
+    saved_state[TESS_STATE_BYTES / 2] ^= 0x10u;
+    reload.corrupt_status = tess_load_state(saved_state, written);
+    saved_state[TESS_STATE_BYTES / 2] ^= 0x10u;
+    if (tess_state_hash() != reload.cleared_hash) {
+        reload.corrupt_status = -2;  // a refused load changed the model
+    }
+    reload.load_status = tess_load_state(saved_state, written);
+    reload.reloaded_hash = tess_state_hash();
+    reload.correct_reloaded = evaluate(false);
+    return reload;
+}
+
 }  // namespace
 
 int main(void) {
     tess_platform_init();
-    tess_platform_write("tess demo: held-out accuracy, on-device learning, held-out accuracy\n");
+    tess_platform_write("tess demo: held-out accuracy, on-device learning, held-out accuracy, save/clear/load\n");
+    tess_set_profile_hook(profile_hook, nullptr);
 
     count_spikes = true;
     const int32_t correct_before = evaluate(false);
@@ -302,6 +385,8 @@ int main(void) {
 #endif
     const int32_t samples_seen = learn();
     const int32_t correct_after = evaluate(true);
+    const uint32_t state_hash = tess_state_hash();
+    const Reload reload = save_clear_load();
 
     const bool measured = tess_platform_tick_unit()[0] != 'n';  // "none" on the host
     JsonLine line;
@@ -328,10 +413,18 @@ int main(void) {
         line.integer("calibration_measured", static_cast<int64_t>(tess_platform_ticks_to_units(calibration_ticks())));
     }
     line.ratio("spike_rate", spike_count, neuron_steps);
-    line.hex("state_hash", tess_state_hash());
+    line.hex("state_hash", state_hash);
+    line.integer("state_bytes", TESS_STATE_BYTES);
+    line.integer("save_status", reload.save_status);
+    line.integer("corrupt_load_status", reload.corrupt_status);
+    line.integer("load_status", reload.load_status);
+    line.hex("cleared_state_hash", reload.cleared_hash);
+    line.hex("reloaded_state_hash", reload.reloaded_hash);
+    line.integer("correct_reloaded", reload.correct_reloaded);
     line.hex("logits_hash", logits_hash);
     line.integer("logits_sum", logits_sum);
     line.integer("stack_bytes", tess_platform_stack_used());
+    print_profile(measured);
     tess_platform_write(line.finish());
     return 0;
 }

@@ -123,4 +123,14 @@ static inline uint32_t tess_fnv1a_byte(uint32_t state, uint8_t byte) {
   return (state ^ byte) * 0x01000193u;
 }
 
+/* CRC-32 (IEEE 802.3, reflected 0xEDB88320, as zlib.crc32): pass 0 to start, the result to continue. */
+static inline uint32_t tess_crc32(uint32_t crc, const uint8_t *data, uint32_t count) {
+  crc = ~crc;
+  for (uint32_t i = 0; i < count; ++i) {
+    crc ^= data[i];
+    for (int bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
 #endif /* TESS_RUNTIME_H */

@@ -34,6 +34,24 @@ typedef struct {
 } tess_buffer_t;
 uint32_t tess_buffers(const tess_buffer_t **table);
 
+// Per-layer profile and saved state, with the generated engine's API (tess_engine.h.j2).
+#define TESS_NUM_LAYERS 2
+#define TESS_PROFILE_OUTSIDE (-1)
+typedef void (*tess_profile_hook_t)(int32_t layer, void *context);
+void tess_set_profile_hook(tess_profile_hook_t hook, void *context);
+const char *tess_layer_name(int32_t layer);
+uint32_t tess_synaptic_events(int32_t layer, const int8_t *input);
+#define TESS_STATE_FORMAT_VERSION 1u
+#define TESS_STATE_BYTES (8u + 2u * 32u * TESS_NUM_CLASSES + 4u)  // "TESS", u32 version, int16 weights, CRC32
+typedef enum {
+    TESS_OK = 0, TESS_ERROR_NULL = 1, TESS_ERROR_BUFFER_TOO_SMALL = 2, TESS_ERROR_TRUNCATED = 3,
+    TESS_ERROR_NOT_A_STATE = 4, TESS_ERROR_VERSION = 5, TESS_ERROR_OTHER_MODEL = 6, TESS_ERROR_CHECKSUM = 7
+} tess_status_t;
+uint32_t tess_state_size(void);
+tess_status_t tess_save_state(uint8_t *buffer, uint32_t capacity, uint32_t *written);
+tess_status_t tess_load_state(const uint8_t *buffer, uint32_t length);
+void tess_clear_state(void);
+
 #ifdef __cplusplus
 }
 #endif
