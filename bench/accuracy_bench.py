@@ -335,6 +335,10 @@ def write_atomic(path, text):
 
 
 def write_results(out, settings, records):
+    unique = {}
+    for record in records:  # one record per (dataset, configuration, seed): the first measured
+        unique.setdefault((record["dataset"], record["variant"], record["seed"]), record)
+    records = list(unique.values())
     rows = aggregate(records)
     goal_rows = goals(rows)
     settings = {**settings, "validation_protocol": all(r["validation_protocol"] for r in records) if records else None}
