@@ -406,6 +406,8 @@ def main(argv=None):
     if args.resume and existing.is_file():
         records = json.loads(existing.read_text())["runs"]
     done = {(r["dataset"], r["variant"], r["seed"]) for r in records}
+    from tess_keras import training
+
     failures = []
     for seed in range(args.seeds):
         for dataset, variant in plan(datasets, rules, not args.no_ablations):
@@ -413,6 +415,9 @@ def main(argv=None):
                 continue
             try:
                 record = train_one(dataset, variant, seed, args, work)
+            except training.TrainingInterrupted:  # Ctrl-C / SIGTERM stops the bench (results so far are saved)
+                print(f"interrupted during {dataset} {variant.label} seed {seed}; rerun with --resume", flush=True)
+                raise SystemExit(130) from None
             except Exception as error:  # one failed configuration must not lose the others' results
                 print(f"{dataset} {variant.label} seed {seed}: FAILED ({type(error).__name__}: {error})", flush=True)
                 failures.append({"dataset": dataset, "variant": variant.label, "seed": seed,
