@@ -7,6 +7,8 @@ OUT_DIR receives:
 - ``model.tflite`` + ``model_data.h/.cc``: the int8 TFLite-Micro step model.
 - ``demo_data.h/.cc``: the on-device learning demo's samples.
 - ``report.json``: accuracies, memory table, board, Q-formats.
+- ``CMakeLists.txt``, ``runtime/``, ``cmake/``: the engine as a CMake package,
+  the library ``tess::engine`` a user's own firmware links (``export/package.py``).
 
 Everything is written into a temporary sibling directory first and swapped
 into place at the end (``export/outdir.py``), so a failed or killed export
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tess_keras.export import boards as board_presets
-from tess_keras.export import budget, codegen, demo, outdir, tflm
+from tess_keras.export import budget, codegen, demo, outdir, package, tflm
 from tess_keras.export.golden import GoldenEngine, run_samples
 from tess_keras.export.spec import ExportError, build_spec
 
@@ -210,6 +212,7 @@ def export(
         raise ExportError(f"cannot write next to {out_dir}: {error.strerror or error}. Choose another --out.") from None
     try:
         codegen.write_engine(spec, tmp, source=str(Path(run_dir) / "model.keras"))
+        package.write_package(tmp, source=str(Path(run_dir) / "model.keras"), board=board_preset)
         tflm.write_model_data(model_bytes, tmp)
         demo.write_demo_data(demo_set, tmp, epochs=demo_epochs)
         host_check = None

@@ -4,7 +4,7 @@
 it into place in one step, so OUT_DIR is always either the previous export or
 the new one, also when the export is killed. The new directory carries a
 manifest, ``.tess-export.json``, listing every file the export wrote with its
-SHA-256; an existing OUT_DIR is replaced only when it is empty or is such an
+SHA-256 (a folder it wrote, such as ``runtime/``, as a nested listing); an existing OUT_DIR is replaced only when it is empty or is such an
 export whose listed files are unchanged (plus what ``tess build`` and
 ``tess simulate`` add to it). Anything else is refused, never deleted.
 Temporary folders a killed export left behind are removed by the next export.
@@ -59,12 +59,19 @@ def write_manifest(directory, **fields):
         The manifest dict.
     """
     directory = Path(directory)
-    files = {p.name: sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
+    files = _listing(directory)
+    files.pop(MANIFEST, None)
     manifest = {"tess_export": MANIFEST_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields,
                 "files": files}
     path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _listing(directory):
+    """``{name: SHA-256}`` of a directory's files, ``{name: {...}}`` for its folders."""
+    return {p.name: _listing(p) if p.is_dir() else sha256(p)
+            for p in sorted(directory.iterdir()) if not p.is_symlink() and (p.is_file() or p.is_dir())}
 
 
 def read_manifest(directory):
@@ -84,20 +91,26 @@ def _is_cmake_build_tree(path):
 
 def _foreign_entries(directory, manifest):
     """Entries of a previous export directory that its export (or build/simulate) did not write."""
+    return _foreign_in(Path(directory), manifest["files"], "", top=True)
+
+
+def _foreign_in(directory, listed, prefix, top=False):
     foreign = []
-    for entry in sorted(Path(directory).iterdir(), key=lambda p: p.name):
-        name = entry.name
-        if name == MANIFEST:
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        name, wanted = entry.name, listed.get(entry.name)
+        if top and name == MANIFEST:
             continue
-        if name in manifest["files"]:
-            if not entry.is_file() or entry.is_symlink() or sha256(entry) != manifest["files"][name]:
-                foreign.append(f"{name} (changed since the export wrote it)")
-        elif name in DERIVED_FILES and entry.is_file():
+        if isinstance(wanted, dict) and entry.is_dir() and not entry.is_symlink():
+            foreign += _foreign_in(entry, wanted, f"{prefix}{name}/")
+        elif wanted is not None:
+            if not entry.is_file() or entry.is_symlink() or sha256(entry) != wanted:
+                foreign.append(f"{prefix}{name} (changed since the export wrote it)")
+        elif top and name in DERIVED_FILES and entry.is_file():
             continue
-        elif name == BUILD_DIR and _is_cmake_build_tree(entry):
+        elif top and name == BUILD_DIR and _is_cmake_build_tree(entry):
             continue
         else:
-            foreign.append(name)
+            foreign.append(prefix + name)
     return foreign
 
 

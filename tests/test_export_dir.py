@@ -209,3 +209,53 @@ def test_a_killed_export_leaves_the_previous_one_intact(how, previous_export, tm
         exporter.check_out_dir(target)  # what the next export does first
         assert not temporaries[0].exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run"]
+
+
+def package_export(directory):
+    """A fake export with folders, as the CMake package has them (runtime/, cmake/)."""
+    files = {"tess_engine.h": "// engine\n", "CMakeLists.txt": "project(tess_engine)\n",
+             "runtime/tess_runtime.h": "// runtime\n", "runtime/tess_dense.cc": "// kernel\n",
+             "cmake/tess_engineConfig.cmake": "# config\n"}
+    for name, text in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    return outdir.write_manifest(directory, target="cortex-m4", board="mps2-an386")
+
+
+def test_folders_an_export_wrote_are_listed_and_replaceable(tmp_path):
+    manifest = package_export(tmp_path / "out")
+    assert manifest["files"]["runtime"] == {"tess_dense.cc": outdir.sha256(tmp_path / "out/runtime/tess_dense.cc"),
+                                            "tess_runtime.h": outdir.sha256(tmp_path / "out/runtime/tess_runtime.h")}
+    assert set(manifest["files"]["cmake"]) == {"tess_engineConfig.cmake"}
+    (tmp_path / "out" / "build" / "host").mkdir(parents=True)  # cmake -S OUT_DIR -B OUT_DIR/build/host
+    (tmp_path / "out" / "build" / "host" / "CMakeCache.txt").write_text("")
+    assert outdir.check_replaceable(tmp_path / "out") == "previous"
+    new = outdir.make_temporary(tmp_path / "out")
+    package_export(new)
+    outdir.swap_into_place(new, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("case", ["edited", "extra-file", "extra-folder", "folder-now-file", "file-now-folder"])
+def test_changes_inside_an_exported_folder_are_refused(case, tmp_path):
+    target = tmp_path / "out"
+    package_export(target)
+    if case == "edited":
+        (target / "runtime" / "tess_dense.cc").write_text("// my fix\n")
+    elif case == "extra-file":
+        (target / "runtime" / "my_kernel.cc").write_text("// mine\n")
+    elif case == "extra-folder":
+        (target / "cmake" / "mine").mkdir()
+    elif case == "folder-now-file":
+        shutil.rmtree(target / "cmake")
+        (target / "cmake").write_text("mine")
+    else:
+        (target / "CMakeLists.txt").unlink()
+        (target / "CMakeLists.txt").mkdir()
+    with pytest.raises(outdir.OutDirError) as error:
+        outdir.check_replaceable(target)
+    expected = {"edited": "runtime/tess_dense.cc (changed since the export wrote it)",
+                "extra-file": "runtime/my_kernel.cc", "extra-folder": "cmake/mine",
+                "folder-now-file": "cmake (changed since the export wrote it)",
+                "file-now-folder": "CMakeLists.txt (changed since the export wrote it)"}[case]
+    assert expected in str(error.value)
