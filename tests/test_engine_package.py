@@ -209,6 +209,17 @@ def test_host_application_finds_the_installed_engine(package, tmp_path):
     assert run_app(built / "my_app") == expected
 
 
+def test_every_runtime_source_is_compiled_into_the_library(package, tmp_path):
+    engine, _, _ = package
+    copy = shutil.copytree(engine, tmp_path / "engine")
+    (copy / "runtime" / "tess_extra_kernel.c").write_text("int tess_extra_kernel(int x) { return x + 1; }\n")
+    (copy / "runtime" / "tess_extra_rows.cc").write_text("int tess_extra_rows(int x) { return x * 2; }\n")
+    built = build(copy, tmp_path / "build", "-DTESS_ENGINE_WERROR=ON")
+    members = subprocess.run(["ar", "t", str(built / "libtess_engine.a")], capture_output=True, text=True).stdout
+    expected = ["tess_engine.cc"] + [p.name for p in (copy / "runtime").iterdir() if p.suffix in (".cc", ".c")]
+    assert sorted(Path(name).stem for name in members.split()) == sorted(expected)
+
+
 @needs_arm
 def test_cortex_m4_library_is_thumb2_code_for_the_cpu(package, tmp_path):
     engine, _, _ = package
@@ -217,7 +228,8 @@ def test_cortex_m4_library_is_thumb2_code_for_the_cpu(package, tmp_path):
     attributes = subprocess.run(["arm-none-eabi-readelf", "-A", str(archive)], capture_output=True, text=True).stdout
     objects = re.findall(r"^File: .*\((.*)\)$", attributes, re.M)
     assert any(name.startswith("tess_engine.") for name in objects)
-    assert len(objects) == 1 + len(list((engine / "runtime").glob("*.c*")))  # the engine and every runtime source
+    runtime_sources = [p for p in (engine / "runtime").iterdir() if p.suffix in (".cc", ".c")]
+    assert len(objects) == 1 + len(runtime_sources)  # the engine and every runtime source
     for block in attributes.split("File: ")[1:]:
         assert "Tag_CPU_arch: v7E-M" in block and "Tag_THUMB_ISA_use: Thumb-2" in block
         assert "Tag_ABI_VFP_args: VFP registers" in block  # -mfloat-abi=hard, as the firmware
