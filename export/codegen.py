@@ -11,7 +11,12 @@ from tess_keras.export.spec import FlattenSpec, PoolSpec, ReadoutSpec, SpikingSp
 
 TEMPLATES = Path(__file__).parent / "templates"
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "firmware" / "runtime"
-RUNTIME_FILES = ("tess_runtime.h",)
+RUNTIME_FILES = (
+    "tess_runtime.h", "tess_rows.h", "tess_kernels.h", "tess_model.h",
+    "tess_spiking.cc", "tess_learn.cc", "tess_dw.cc", "tess_pool.cc", "tess_readout.cc", "tess_update.cc",
+    "tess_model.cc", "tess_state.cc",
+)
+RUNTIME_SOURCES = tuple(name for name in RUNTIME_FILES if name.endswith(".cc"))
 ENGINE_FILES = ("tess_engine.h", "tess_engine.cc")
 
 
@@ -80,12 +85,12 @@ def layer_summary(layer):
     return f"{layer.name}: linear readout {layer.in_size} -> {layer.num_classes}, {'learns' if layer.learn else 'frozen'}"
 
 
-def _pool_context(layer):
-    """Template values of one ``PoolSpec``."""
+def _pool_context(layer, index=0):
+    """Template values of one ``PoolSpec`` (``index``: its place among the pools)."""
     h, w, ch = layer.in_shape
     oh, ow, _ = layer.out_shape
     return dict(
-        name=layer.name, c=c_name(layer.name), summary=layer_summary(layer), N=int(np.prod(layer.out_shape)),
+        name=layer.name, c=c_name(layer.name), index=index, summary=layer_summary(layer), N=int(np.prod(layer.out_shape)),
         H=h, W=w, C=ch, OH=oh, OW=ow, PH=layer.pool[0], PW=layer.pool[1], SH=layer.stride[0], SW=layer.stride[1],
         PT=layer.pad[0], PL=layer.pad[1],
     )
@@ -112,12 +117,20 @@ def _lsg_cells(layer):
 
 def engine_context(spec, source="a Keras model"):
     """Everything the engine templates read, computed from an ``EngineSpec``."""
-    spiking, pools, calls, buffers = [], [], [], []
-    pool_specs = {layer.name: layer for layer in spec.layers if isinstance(layer, PoolSpec)}
+    spiking, pools, calls, call_table, buffers = [], [], [], [], []
+    pool_list = [layer for layer in spec.layers if isinstance(layer, PoolSpec)]
+    pool_specs = {layer.name: (i, layer) for i, layer in enumerate(pool_list)}
     waiting = {}  # pool name -> the learn call that must follow it (LSG on the block output)
     current = "input"
     current_type = "int8_t"
-    for layer in spec.layers:
+    source = ("TESS_SOURCE_INPUT", 0)
+
+    def call(op, index, text, layer_index, block=-1):
+        calls.append(text)
+        return dict(op=op, index=index, source=source[0], source_index=source[1], block=block, layer=layer_index,
+                    text=text)
+
+    for layer_index, layer in enumerate(spec.layers):
         if isinstance(layer, SpikingSpec):
             c = c_name(layer.name)
             ctx = dict(
@@ -146,7 +159,7 @@ def engine_context(spec, source="a Keras model"):
                 ctx.update(H=h, W=w, CI=ci, OH=oh, OW=ow, K=layer.kernel_size, S=layer.stride, PT=layer.pad[0], PL=layer.pad[1])
             if layer.learn:
                 bits, row_bytes = _lsg_bits(layer.lsg_sign)
-                block = _pool_context(pool_specs[layer.lsg_from]) if layer.lsg_from else None
+                block = _pool_context(pool_specs[layer.lsg_from][1], pool_specs[layer.lsg_from][0]) if layer.lsg_from else None
                 ctx.update(
                     block=block,
                     lsg_after=f"{layer.lsg_from} (LSG on the block output)" if block else "its own step",
@@ -166,14 +179,17 @@ def engine_context(spec, source="a Keras model"):
                     update_mult=layer.update_mult,
                     update_shift=layer.update_shift,
                 )
+            index = len(spiking)
             spiking.append(ctx)
-            calls.append(f"{c}_step({current}, learn, label)")
+            call_table.append(call("TESS_CALL_SPIKING", index, f"{c}_step({current}, learn, label)", layer_index))
             if layer.learn:
-                learn_call = f"if (learn) {c}_learn({current}, label)"
+                learn_call = call("TESS_CALL_LEARN", index, f"if (learn) {c}_learn({current}, label)", layer_index,
+                                  pool_specs[layer.lsg_from][0] if layer.lsg_from else -1)
                 if layer.lsg_from:
+                    calls.pop()
                     waiting[layer.lsg_from] = learn_call
                 else:
-                    calls.append(learn_call)
+                    call_table.append(learn_call)
             buffers += [
                 dict(name=f"{layer.name}.u", symbol=f"{c}_u", count=ctx["N"], bytes=2),
                 dict(name=f"{layer.name}.o", symbol=f"{c}_o", count=ctx["N"], bytes=1),
@@ -184,14 +200,16 @@ def engine_context(spec, source="a Keras model"):
                 if layer.alpha_post:
                     buffers.append(dict(name=f"{layer.name}.h", symbol=f"{c}_h", count=ctx["N"], bytes=2))
                 buffers.append(dict(name=f"{layer.name}.g", symbol=f"{c}_g", count=len(ctx["weights"]), bytes=4))
-            current, current_type = f"{c}_o", "uint8_t"
+            current, current_type, source = f"{c}_o", "uint8_t", ("TESS_SOURCE_SPIKES", index)
         elif isinstance(layer, PoolSpec):
-            pool = _pool_context(layer)
+            pool = _pool_context(layer, len(pools))
             pools.append(pool)
-            calls.append(f"{pool['c']}_step({current})")
+            call_table.append(call("TESS_CALL_POOL", pool["index"], f"{pool['c']}_step({current})", layer_index))
             if layer.name in waiting:
-                calls.append(waiting.pop(layer.name))
-            current = f"{pool['c']}_out"
+                learn_call = waiting.pop(layer.name)
+                calls.append(learn_call["text"])
+                call_table.append(learn_call)
+            current, source = f"{pool['c']}_out", ("TESS_SOURCE_POOL", pool["index"])
         elif isinstance(layer, FlattenSpec):
             continue
         elif isinstance(layer, ReadoutSpec):
@@ -208,7 +226,8 @@ def engine_context(spec, source="a Keras model"):
                 update_mult=layer.update_mult,
                 update_shift=layer.update_shift,
             )
-            calls.append(f"{c}_step({current}, learn, label)")
+            call_table.append(call("TESS_CALL_READOUT", 0, f"{c}_step({current}, learn, label)", layer_index))
+            readout_layer = layer_index
             buffers += [
                 dict(name=f"{layer.name}.w", symbol=f"{c}_w", count=len(readout["weights"]), bytes=1),
                 dict(name=f"{layer.name}.b", symbol=f"{c}_b", count=spec.num_classes, bytes=4),
@@ -235,6 +254,9 @@ def engine_context(spec, source="a Keras model"):
         pools=pools,
         R=readout,
         calls=calls,
+        call_table=call_table,
+        spiking_layers=[i for i, layer in enumerate(spec.layers) if isinstance(layer, SpikingSpec)],
+        readout_layer=readout_layer,
         buffers=buffers,
         num_classes=spec.num_classes,
         time_steps=spec.time_steps,
@@ -291,7 +313,7 @@ def write_engine(spec, out_dir, source="a Keras model"):
     context.update(extras_context(spec, context["calls"]))
     for name in ENGINE_FILES:
         (out_dir / name).write_text(env.get_template(name + ".j2").render(**context))
-    for name in RUNTIME_FILES:
+    for name in RUNTIME_FILES:  # the fixed runtime travels with the engine
         shutil.copyfile(runtime_dir() / name, out_dir / name)
     return [out_dir / n for n in ENGINE_FILES + RUNTIME_FILES]
 

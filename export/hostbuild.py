@@ -24,26 +24,43 @@ def compiler():
     raise ExportError("no host C++ compiler found (g++); install it with: apt-get install g++")
 
 
+def runtime_sources(out_dir):
+    """The runtime's .cc files: those copied into ``out_dir``, else the checkout's."""
+    out_dir = Path(out_dir)
+    return [out_dir / name if (out_dir / name).exists() else codegen.runtime_dir() / name
+            for name in codegen.RUNTIME_SOURCES]
+
+
+def compile_engine(out_dir, sources, binary, flags):
+    """Compile the engine in ``out_dir`` and its runtime with ``sources`` (each holding a main) into ``binary``."""
+    out_dir = Path(out_dir)
+    command = [compiler(), *flags, "-I", str(out_dir), "-I", str(codegen.runtime_dir()),
+               str(out_dir / "tess_engine.cc"), *map(str, runtime_sources(out_dir)), *map(str, sources),
+               "-o", str(binary)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ExportError(f"host build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")
+    return Path(binary)
+
+
+def host_flags(sanitize=True):
+    """-O0 keeps the instrumented build fast to compile; the plain one is optimised."""
+    return (*HOST_FLAGS, "-O0", *SANITIZERS) if sanitize else (*HOST_FLAGS, "-O1")
+
+
 def build_host(out_dir, spec, binary=None, sanitize=True):
     """Compile the engine in ``out_dir`` with a generated harness; returns the binary path.
 
     Args:
-        out_dir: a directory holding tess_engine.h/.cc and tess_runtime.h.
+        out_dir: a directory holding tess_engine.h/.cc (the runtime files may be
+            there too; missing ones come from the checkout's firmware/runtime).
         spec: the ``EngineSpec`` they were generated from.
         binary: where to write the executable (default out_dir/host_harness).
         sanitize: add AddressSanitizer and UndefinedBehaviorSanitizer.
     """
     out_dir = Path(out_dir)
     harness = codegen.write_harness(spec, out_dir)
-    binary = Path(binary or out_dir / "host_harness")
-    # -O0 keeps the instrumented build fast to compile; the plain one is optimised.
-    flags = (*HOST_FLAGS, "-O0", *SANITIZERS) if sanitize else (*HOST_FLAGS, "-O1")
-    command = [compiler(), *flags, "-I", str(out_dir),
-               str(out_dir / "tess_engine.cc"), str(harness), "-o", str(binary)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ExportError(f"host build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")
-    return binary
+    return compile_engine(out_dir, [harness], binary or out_dir / "host_harness", host_flags(sanitize))
 
 
 def _buffer_dtype(name, bytes_):

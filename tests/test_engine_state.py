@@ -100,11 +100,8 @@ def compile_program(spec, directory):
     directory.mkdir()
     codegen.write_engine(spec, directory)
     (directory / "state_test.cc").write_text(PROGRAM)
-    binary = directory / "state_test"
-    command = [hostbuild.compiler(), *hostbuild.HOST_FLAGS, "-O0", *hostbuild.SANITIZERS, "-I", str(directory),
-               str(directory / "tess_engine.cc"), str(directory / "state_test.cc"), "-o", str(binary)]
-    subprocess.run(command, check=True, capture_output=True, text=True)
-    return binary
+    return hostbuild.compile_engine(directory, [directory / "state_test.cc"], directory / "state_test",
+                                    hostbuild.host_flags())
 
 
 def run(binary, *args):

@@ -176,17 +176,12 @@ def test_every_generated_file_compiles_cleanly_without_learning(tmp_path):
 
 def test_dense_reference_forward_gives_identical_logits(tmp_path):
     """-DTESS_DENSE_REFERENCE (every synapse multiplied) equals the event-driven forward."""
-    import subprocess
-
     spec = build_spec(small_model(), 1 / 127, time_steps=3, learning_rate=0.05)
     codegen.write_engine(spec, tmp_path)
     x = random_frames(6, 3, np.random.default_rng(5), low=0)
     event = hostbuild.run_host(hostbuild.build_host(tmp_path, spec), spec, x, dump=True, frames=True)
-    dense_bin = tmp_path / "dense_harness"
-    command = [hostbuild.compiler(), "-std=c++17", "-O0", "-Wall", "-Wextra", "-Werror", "-DTESS_DENSE_REFERENCE",
-               *hostbuild.SANITIZERS, "-I", str(tmp_path), str(tmp_path / "tess_engine.cc"),
-               str(tmp_path / "host_harness.cc"), "-o", str(dense_bin)]
-    subprocess.run(command, check=True)
+    dense_bin = hostbuild.compile_engine(tmp_path, [tmp_path / "host_harness.cc"], tmp_path / "dense_harness",
+                                         ("-DTESS_DENSE_REFERENCE", *hostbuild.host_flags()))
     dense = hostbuild.run_host(dense_bin, spec, x, dump=True, frames=True)
     assert hostbuild.first_mismatch(event, dense) is None
 

@@ -19,5 +19,6 @@
 #define tess_save_state tess_dense_save_state
 #define tess_load_state tess_dense_load_state
 #define tess_clear_state tess_dense_clear_state
+#define tess_model tess_dense_model
 
 #endif  // TESS_FIRMWARE_DENSE_NAMES_H_

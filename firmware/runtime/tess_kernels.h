@@ -1,0 +1,162 @@
+/*
+ * tess_kernels.h: the fixed kernels of the TESS engine and their parameter structs.
+ *
+ * The generated tess_engine.cc holds only tables (weights, multipliers, LSG
+ * bits), one const descriptor per layer and the call list; every loop lives
+ * here. A layer's descriptor (const, flash) says what the layer is; its state
+ * struct points at what changes (membranes, spikes, traces, accumulated dW and,
+ * for a learning layer, its weights), so one image can hold several models.
+ *
+ * Each kernel has a reference implementation; tess_kernels_fast.h selects
+ * bit-exact fast paths at compile time (Arm DSP extension, Helium), unless
+ * TESS_KERNELS_REFERENCE is defined. The integer semantics are those of
+ * tess_keras/export/golden.py.
+ *
+ * Spikes are uint8 0/1; kernels read every input through `const int8_t *`
+ * (the model input is int8, spikes are 0/1 in either type).
+ */
+#ifndef TESS_KERNELS_H
+#define TESS_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { TESS_LAYER_DENSE = 0, TESS_LAYER_CONV = 1 };
+
+/* Convolution geometry, HWC maps, weights [kh][kw][ci][co]. */
+typedef struct {
+  int32_t h, w, ci;        /* input map */
+  int32_t oh, ow, co;      /* output map */
+  int32_t k, stride;       /* square kernel, equal strides */
+  int32_t pad_top, pad_left;
+} tess_conv_shape_t;
+
+/* Max pool over binary spikes, HWC. */
+typedef struct {
+  int32_t h, w, c;          /* input map */
+  int32_t oh, ow;           /* output map (c channels) */
+  int32_t ph, pw, sh, sw;   /* window, strides */
+  int32_t pad_top, pad_left;
+} tess_pool_t;
+
+/* What a learning layer needs beyond its forward step. */
+typedef struct {
+  int32_t lambda_pre, lambda_post;    /* trace decays, Q15 */
+  int32_t alpha_pre, alpha_post;      /* TESS factors (alpha_post 0: no post trace) */
+  int32_t trace_frac;                 /* fraction bits of the pre trace q */
+  int32_t grad_shift;                 /* dW += sum >> grad_shift */
+  /* Learning signal: B as sign bits [class][row_bytes], its size n and multiplier. */
+  const uint8_t *lsg_bits;
+  int32_t lsg_row_bytes, lsg_size, lsg_mult, lsg_shift;
+  /* Conv LSG cells: the map the cells pool (own spikes, or the block's pool output),
+   * k x k cells per channel, the first/last cell row (column) of each map row
+   * (column) and each cell's weight L / area. Unused (NULL) for dense layers. */
+  int32_t lsg_pool, map_h, map_w, map_c;
+  const uint8_t *rlo, *rhi, *clo, *chi;
+  const int32_t *cell_weight;
+  const tess_pool_t *block;           /* LSG on this pool's output (NULL: own spikes) */
+  const int32_t *update_mult;         /* per output channel */
+  const int8_t *update_shift;
+} tess_learning_t;
+
+/* A LIF layer (conv or dense) with soft reset. */
+typedef struct {
+  int32_t kind;                       /* TESS_LAYER_DENSE or TESS_LAYER_CONV */
+  int32_t analog;                     /* 1: int8 input values; 0: binary spikes */
+  int32_t n, nin, co;                 /* neurons, inputs, output channels */
+  tess_conv_shape_t conv;             /* conv only */
+  const int8_t *weights;              /* frozen weights (learning layers: their state's) */
+  int32_t weight_count;               /* k*k*ci*co (conv), nin*co (dense) */
+  const int32_t *current_mult;        /* per output channel */
+  const int8_t *current_shift;
+  int32_t threshold, reset_amount, gamma, psi_scale;
+  const tess_learning_t *learning;    /* NULL: frozen */
+} tess_spiking_t;
+
+typedef struct {
+  int16_t *u;   /* membranes [n], Q4.11 */
+  uint8_t *o;   /* spikes [n] */
+  int16_t *q;   /* pre trace [nin] (learning) */
+  int16_t *h;   /* post trace [n] (alpha_post != 0) */
+  int32_t *g;   /* accumulated dW, like the weights (learning) */
+  int8_t *w;    /* the weights, in RAM (learning) */
+} tess_spiking_state_t;
+
+/* Linear readout: logits = b + x W, W [nin][classes]. */
+typedef struct {
+  int32_t nin, classes;
+  const int8_t *weights;              /* frozen (learning: the state's) */
+  const int32_t *bias;
+  int32_t learn, logit_mult, logit_shift, update_mult, update_shift;
+} tess_readout_t;
+
+typedef struct {
+  int8_t *w;     /* learning only */
+  int32_t *b;
+  int32_t *g, *gb;
+  int32_t *step_logits, *logit_sum;
+} tess_readout_state_t;
+
+/* Scratch shared by the layers of one model (sizes: the largest layer's). */
+typedef struct {
+  int32_t *acc;    /* [max neurons, classes] */
+  int32_t *e_pre;  /* [max learning neurons] */
+  int32_t *e_post; /* [max learning neurons] (any alpha_post) */
+  int32_t *cells;  /* [max LSG size] */
+  int64_t *gsum;   /* [max learning channels] */
+  int32_t *z;      /* [classes] */
+  int32_t *err;    /* [classes] */
+} tess_scratch_t;
+
+/* ---- kernels ---- */
+
+/* Synaptic currents acc[n] = sum over inputs of x * w (event-driven: zero
+ * inputs skipped, binary spikes add weight rows; dense: every synapse). */
+void tess_spiking_currents(const tess_spiking_t *layer, const int8_t *weights, const int8_t *x, int32_t *acc,
+                           int32_t dense);
+/* Pre and post traces of a learning layer, before the membranes move (t: the step). */
+void tess_spiking_traces(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, int32_t t);
+/* Soft-reset LIF: u = gamma (u - r o) + rescale(acc); o = u >= v_th. */
+void tess_spiking_fire(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *acc);
+/* One forward step: currents, traces (when learning), membranes and spikes. */
+void tess_spiking_step(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, int32_t learn,
+                       int32_t t, const tess_scratch_t *scratch, int32_t dense);
+
+/* OR over each window of binary spikes. */
+void tess_pool_step(const tess_pool_t *pool, const uint8_t *x, uint8_t *out);
+
+/* The TESS update of one learning layer at this step: learning signal, e_pre /
+ * e_post, and dW accumulation. block_out: the pool output the LSG reads
+ * (learning->block != NULL), else NULL. */
+void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
+                     const uint8_t *block_out, int32_t classes, int32_t label, const tess_scratch_t *scratch);
+/* The learning-signal part: scratch->cells holds the spike counts per LSG cell
+ * on entry and g per cell on return. */
+void tess_learning_signal(const tess_learning_t *learning, int32_t classes, int32_t label,
+                          const tess_scratch_t *scratch);
+/* dW += (e_pre (x) q + e_post (x) x) >> grad_shift from scratch->e_pre/e_post. */
+void tess_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
+                        const tess_scratch_t *scratch);
+
+/* Readout logits (and, when learning, the cross-entropy dW on detached inputs). */
+void tess_readout_step(const tess_readout_t *readout, const tess_readout_state_t *state, const uint8_t *x, int32_t learn,
+                       int32_t label, const tess_scratch_t *scratch, int32_t dense);
+
+/* One SGD step with stochastic rounding from the accumulated updates, which are
+ * cleared; counter: the generator's, advanced by one per parameter. */
+void tess_update_spiking(const tess_spiking_t *layer, const tess_spiking_state_t *state, uint32_t seed,
+                         uint32_t *counter);
+void tess_update_readout(const tess_readout_t *readout, const tess_readout_state_t *state, uint32_t seed,
+                         uint32_t *counter);
+
+/* Synaptic events of one step of a layer on input x: non-zero inputs times the synapses each reaches. */
+uint32_t tess_spiking_events(const tess_spiking_t *layer, const int8_t *x);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TESS_KERNELS_H */
