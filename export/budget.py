@@ -1,10 +1,7 @@
 """Flash and RAM of the generated engine, per layer, against a board's budget."""
 
-import dataclasses
-
-import numpy as np
-
-from tess_keras.export.spec import PoolSpec, ReadoutSpec, SpikingSpec
+from tess_keras.export import layers as layer_kinds
+from tess_keras.export.layers.base import BudgetRow
 
 # Machine code of the engine, runtime, demo application and startup (Thumb-2):
 # about 13 KB measured with arm-none-eabi-size for the digits mcu network, rounded up.
@@ -13,58 +10,14 @@ CODE_ESTIMATE_BYTES = 16 * 1024
 STACK_ESTIMATE_BYTES = 16 * 1024
 
 
-@dataclasses.dataclass
-class BudgetRow:
-    """One line of the memory table.
-
-    Attributes:
-        name: layer or item.
-        flash: bytes in flash (constants, frozen weights, the initial image of learnable weights).
-        ram: bytes in RAM (learnable weights, state, traces, accumulators, buffers).
-        detail: what the bytes are.
-    """
-
-    name: str
-    flash: int
-    ram: int
-    detail: str
-
-
-def _multipliers(channels):
-    return channels * 5  # int32 mult + int8 shift
-
-
 def engine_rows(spec):
-    """Per-layer memory of the engine generated from ``spec``."""
+    """Per-layer memory of the engine generated from ``spec`` (each kind's row), then the
+    scratch the whole engine shares and the code and stack."""
     rows = []
     for layer in spec.layers:
-        if isinstance(layer, SpikingSpec):
-            weights = int(layer.weights.size)
-            n, nin, co = layer.num_neurons, layer.num_inputs, layer.out_channels
-            flash = weights + _multipliers(co)
-            ram = 2 * n + n  # u int16, o uint8
-            parts = [f"{weights} int8 weights ({'RAM + flash image' if layer.learn else 'flash'})", f"u/o {3 * n} B"]
-            if layer.learn:
-                ram += weights + 4 * weights + 2 * nin
-                flash += _multipliers(co) + layer.lsg_sign.shape[0] * ((layer.lsg_size + 7) // 8)
-                parts += [f"dW {4 * weights} B", f"q {2 * nin} B"]
-                if layer.alpha_post:
-                    ram += 2 * n
-                    parts.append(f"h {2 * n} B")
-            rows.append(BudgetRow(layer.name, flash, ram, ", ".join(parts)))
-        elif isinstance(layer, PoolSpec):
-            n = int(np.prod(layer.out_shape))
-            rows.append(BudgetRow(layer.name, 0, n, f"output spikes {n} B"))
-        elif isinstance(layer, ReadoutSpec):
-            weights = int(layer.weights.size)
-            c = layer.num_classes
-            flash = weights + 4 * c
-            ram = 8 * c  # step logits + logit sum
-            detail = f"{weights} int8 weights + {c} int32 biases ({'RAM + flash image' if layer.learn else 'flash'})"
-            if layer.learn:
-                ram += weights + 4 * c + 4 * weights + 4 * c
-                detail += f", dW {4 * (weights + c)} B"
-            rows.append(BudgetRow(layer.name, flash, ram, detail))
+        row = layer_kinds.for_spec(layer).budget_row(layer)
+        if row is not None:
+            rows.append(row)
     learning = [layer for layer in spec.spiking if layer.learn]
     scratch = 4 * max([layer.num_neurons for layer in spec.spiking] + [spec.num_classes]) + 8 * spec.num_classes
     if learning:

@@ -21,10 +21,10 @@ import warnings
 
 import numpy as np
 
+from tess_keras.export import layers as layer_kinds
 from tess_keras.export.spec import ExportError
 from tess_keras.logs import native_output_quieted
 
-SPIKE_GAIN = 1000.0
 INPUT_NAME = "a_input"
 TFLM_BUILTINS = {
     "CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "LOGISTIC",
@@ -36,31 +36,26 @@ ARENA_BYTES = 512 * 1024
 class StepGraph:
     """The float network as a function of one time step with explicit state.
 
+    Each layer's part of the step comes from its kind (``export/layers/``); a kind with
+    a state shape (the LIF layers) carries its membrane ``u`` and spikes ``o``.
+
     Args:
         model: a ``SpikingSequential``.
+
+    Raises:
+        ExportError: naming a layer the on-device engine does not support.
     """
 
     def __init__(self, model):
-        import keras
-        import tensorflow as tf
-
-        from tess_keras.layers import Readout, SpikingLayer, SpikingConv2D
-
         self.model = model
         self.plan = []
         self.state_shapes = []
         for block in model.blocks:
-            if isinstance(block, SpikingLayer):
-                kernel = tf.constant(keras.ops.convert_to_numpy(block.effective_kernel()))
-                conv = isinstance(block, SpikingConv2D)
-                self.plan.append(("spiking", block, kernel, conv))
-                self.state_shapes.append(tuple(int(s) for s in block.state_shape))
-            elif isinstance(block, Readout):
-                kernel = tf.constant(keras.ops.convert_to_numpy(block.kernel))
-                bias = tf.constant(keras.ops.convert_to_numpy(block.bias)) if block.use_bias else None
-                self.plan.append(("readout", block, kernel, bias))
-            else:
-                self.plan.append(("layer", block, None, None))
+            kind = layer_kinds.for_block(block)
+            shape = kind.tflm_state_shape(block)
+            if shape is not None:
+                self.state_shapes.append(shape)
+            self.plan.append((kind, block, kind.tflm_constants(block), shape is not None))
         self.input_shape = tuple(int(s) for s in model.step_input_shapes[model.blocks[0].name][1:])
         self.num_classes = int(model.readout.units)
 
@@ -72,33 +67,17 @@ class StepGraph:
         return names
 
     def __call__(self, x, *states):
-        import tensorflow as tf
-
-        from tess_keras import neurons
-
         h = x
         out = {}
         index = 0
-        for kind, block, kernel, extra in self.plan:
-            if kind == "spiking":
-                u_prev, o_prev = states[2 * index], states[2 * index + 1]
-                if extra:
-                    current = tf.nn.conv2d(h, kernel, block.strides, block.padding.upper())
-                else:
-                    current = tf.matmul(h, kernel)
-                reset = neurons.subtract_amount(getattr(block, "reset", "subtract"), block.gamma, block.v_th)
-                u = block.gamma * (u_prev - (block.v_th if reset is None else reset) * o_prev) + current
-                o = tf.nn.relu6((u - block.v_th) * SPIKE_GAIN) * (1.0 / 6.0)
+        for kind, block, constants, stateful in self.plan:
+            if stateful:
+                h, (u, o) = kind.tflm_step(block, constants, h, (states[2 * index], states[2 * index + 1]))
                 out[f"s{index:02d}_u"], out[f"s{index:02d}_v"] = u, o
                 index += 1
-                h = o
-            elif kind == "readout":
-                h = tf.matmul(h, kernel)
-                if extra is not None:
-                    h = h + extra
-                out["logits"] = h
             else:
-                h = block(h)
+                h, _ = kind.tflm_step(block, constants, h, None)
+        out["logits"] = h  # the last block is the readout (SpikingSequential's contract)
         return out
 
     def zero_states(self, batch):
