@@ -11,8 +11,17 @@ figure is the peak of the bytes the step has allocated and not yet freed:
   high-water mark. The step runs on one thread (one inter-op and one
   intra-op thread) and is traced with a fixed ``PYTHONHASHSEED`` (string
   hashing orders the sets the tracing walks, and so the ops), so its ops
-  run, and free their buffers, in the same order on every run: the figure
-  repeats within 0.01 % run to run, on an idle or a busy machine. (With
+  run, and free their buffers, in the same order on every run. One choice
+  is still left to timing: when a ``tf.function`` instance starts, which of
+  its kernels may write their output into their input's buffer, which can
+  save one activation map or two (the test's TESS step: 40.1 MiB most
+  often, 39.9, 38.4 or 38.0 MiB in about one instance in three). So the
+  step is traced and measured four times in its process, each time as a
+  fresh instance, and the largest peak is the figure; it repeats within
+  0.5 % run to run, on an idle or a busy machine. TensorFlow's oneDNN
+  kernels are turned off (``TF_ENABLE_ONEDNN_OPTS=0``): TensorFlow enables
+  them by itself on CPUs with AVX512-VNNI or AMX, and they keep their
+  buffers in a pool of their own, which memray does not see. (With
   TensorFlow's thread pools or another hash seed it moved by up to 6 %; a
   resident-set high-water mark moved by megabytes under load; TensorFlow's
   CPU BFC allocator counts whole free-list chunks, which moved by 3-10 %
@@ -162,7 +171,12 @@ def _run_server(specs, timeout, workers):
     # PYTHONHASHSEED: Python's string hashing orders sets while the step is
     # traced, and so the order of its ops; one seed gives one order, hence one
     # peak (other seeds' orders peaked up to 6 % apart here).
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    # TF_ENABLE_ONEDNN_OPTS=0: TensorFlow turns oneDNN on by itself on CPUs
+    # with AVX512-VNNI or AMX, and oneDNN serves its buffers from a pool it
+    # keeps across steps, out of memray's sight (the test's TESS step: 1.0 MiB
+    # with it, 40.1 MiB with TensorFlow's own kernels); one kernel set on
+    # every machine keeps the figures comparable.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0", "TF_ENABLE_ONEDNN_OPTS": "0"}
     # Own session, so a timeout stops the server and the children it forked.
     server = subprocess.Popen(
         [sys.executable, "-m", "tess_keras.memory_worker"],

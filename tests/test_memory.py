@@ -98,11 +98,6 @@ def cpu_seconds(pid):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="counts the burners' CPU time in /proc")
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 12 item 8): in the full suite on 2026-12-01 the loaded TESS T=40 step measured 37.68 MiB "
-    "against 39.81 MiB at T=5 (idle: 39.6 MiB at every T), so the figure is not yet repeatable under load",
-)
 def test_memory_figures_hold_beside_two_cpu_burners(idle_figures):
     """Two busy loops compete for the cores (as on a loaded CI machine): the
     same grid gives the same figures, within 2 %."""
