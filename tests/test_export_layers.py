@@ -110,6 +110,20 @@ def test_an_unknown_layer_gets_the_clear_error(model):
         tflm.StepGraph(odd)
 
 
+def test_each_kind_describes_its_layer(spec):
+    lines = [layer_kinds.for_spec(layer).describe(layer) for layer in spec.layers]
+    assert lines == [
+        "c1: LIF conv 3x3/2 pad (1, 1), [9, 9, 2] -> [5, 5, 4] from int8 input, "
+        "learns (q trace Q8.7, alpha_post 1, LSG after p1)",
+        "p1: max pool (2, 2)/(1, 1), [5, 5, 4] -> [5, 5, 4]",
+        "c2: LIF conv 3x3/1 pad (0, 0), [5, 5, 4] -> [3, 3, 5] from spikes, "
+        "learns (q trace Q2.13, alpha_post 1, LSG on its own spikes)",
+        "flat: flatten [3, 3, 5] -> [45] (no-op, HWC order)",
+        "d1: LIF dense dense, [45] -> [7] from spikes, learns (q trace Q2.13, alpha_post 1, LSG on its own spikes)",
+        "out: linear readout 7 -> 3, learns",
+    ]
+
+
 # -- each kind's golden step against NumPy written out --------------------------------
 def plain_rescale(acc, mult, shift):
     """round(acc * mult / 2**shift), ties up, saturated to int32; per output channel."""

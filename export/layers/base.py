@@ -107,6 +107,12 @@ class LayerKind(abc.ABC):
             ExportError: naming the layer and what to change when the engine cannot express it.
         """
 
+    @abc.abstractmethod
+    def describe(self, layer):
+        """One line on the spec ``layer`` for the generated code's comments and the export log:
+        name, kind, shapes and whether it learns. Code generation calls it through the
+        registry: ``layers.for_spec(layer).describe(layer)``."""
+
     # -- golden model (golden.GoldenEngine) ---------------------------------------------
     def golden_init(self, engine, layer):
         """Load the layer's parameters into ``engine`` (``engine.weights``...)."""

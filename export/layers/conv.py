@@ -61,6 +61,9 @@ class ConvKind(SpikingKind):
         cells = (adaptive_windows(lsg_shape[0], pool), adaptive_windows(lsg_shape[1], pool))
         return out_shape, fields, pool, cells, lsg_from, lsg_shape
 
+    def geometry_text(self, layer):
+        return f"{layer.kernel_size}x{layer.kernel_size}/{layer.stride} pad {layer.pad}"
+
     def columns(self, layer, x):
         return im2col(x, layer)
 

@@ -22,6 +22,9 @@ class DenseKind(SpikingKind):
         out_shape = (block.units,)
         return out_shape, dict(kind="dense"), 1, (((0, 1),), ((0, 1),)), None, out_shape
 
+    def geometry_text(self, layer):
+        return "dense"
+
     def columns(self, layer, x):
         return x.astype(np.float64)
 

@@ -31,6 +31,9 @@ class FlattenKind(LayerKind):
     def lower(self, block, ctx):
         return FlattenSpec(block.name, ctx.shape, (int(np.prod(ctx.shape)),))
 
+    def describe(self, layer):
+        return f"{layer.name}: flatten {list(layer.in_shape)} -> {list(layer.out_shape)} (no-op, HWC order)"
+
     def golden_step(self, engine, layer, x, labels):
         return x.reshape(engine.batch, -1)
 

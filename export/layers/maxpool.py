@@ -100,6 +100,9 @@ class MaxPoolKind(LayerKind):
         _, pl = window_output(w, pw, sw, block.padding)
         return PoolSpec(block.name, shape, pool_output(block, shape), (ph, pw), (sh, sw), (pt, pl))
 
+    def describe(self, layer):
+        return f"{layer.name}: max pool {layer.pool}/{layer.stride}, {list(layer.in_shape)} -> {list(layer.out_shape)}"
+
     def golden_step(self, engine, layer, x, labels):
         return max_pool(layer, x)
 

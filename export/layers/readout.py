@@ -94,6 +94,9 @@ class ReadoutKind(LayerKind):
         )
         return spec
 
+    def describe(self, layer):
+        return f"{layer.name}: linear readout {layer.in_size} -> {layer.num_classes}, {'learns' if layer.learn else 'frozen'}"
+
     # -- golden model -----------------------------------------------------------------
     def golden_init(self, engine, layer):
         engine.weights[layer.name] = layer.weights.astype(np.int64)

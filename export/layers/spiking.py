@@ -148,6 +148,10 @@ class SpikingKind(LayerKind):
     def tflm_current(self, block, kernel, h):
         """The float input current of ``block`` on ``h``."""
 
+    @abc.abstractmethod
+    def geometry_text(self, layer):
+        """The layer's geometry in ``describe``'s line."""
+
     # -- lowering ---------------------------------------------------------------------
     def lower(self, block, ctx):
         import keras
@@ -219,6 +223,19 @@ class SpikingKind(LayerKind):
                 ctx.learning_rate * acc_real / w_scale * (1 << UPDATE_FRAC)
             )
         return spec
+
+    def describe(self, layer):
+        source = "int8 input" if layer.analog_input else "spikes"
+        lsg = f"LSG after {layer.lsg_from}" if layer.lsg_from else "LSG on its own spikes"
+        learns = (
+            f"learns (q trace Q{15 - layer.trace_frac}.{layer.trace_frac}, alpha_post {layer.alpha_post}, {lsg})"
+            if layer.learn
+            else "frozen"
+        )
+        return (
+            f"{layer.name}: LIF {layer.kind} {self.geometry_text(layer)}, {list(layer.in_shape)} -> "
+            f"{list(layer.out_shape)} from {source}, {learns}"
+        )
 
     # -- golden model -----------------------------------------------------------------
     def golden_init(self, engine, layer):
