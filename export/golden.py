@@ -51,10 +51,10 @@ class GoldenEngine:
         self.spec = spec
         self.batch = batch
         self.rounding = rounding
-        self.kinds = [(layer_kinds.for_spec(layer), layer) for layer in spec.layers]
+        self.plan = [(layer_kinds.for_spec(layer), layer) for layer in spec.layers]  # (kind, spec) in order
         self.layers_by_name = {layer.name: layer for layer in spec.layers}
         self.weights = {}
-        for kind, layer in self.kinds:
+        for kind, layer in self.plan:
             kind.golden_init(self, layer)
         self.counter = 0
         self._zero_grads()
@@ -63,13 +63,13 @@ class GoldenEngine:
     # -- state -------------------------------------------------------------------
     def _zero_grads(self):
         self.grads = {}
-        for kind, layer in self.kinds:
+        for kind, layer in self.plan:
             kind.golden_zero_grads(self, layer)
 
     def reset(self):
         """Zero membranes, spikes, traces and the logit sum (``tess_reset``)."""
         self.u, self.o, self.q, self.h = {}, {}, {}, {}
-        for kind, layer in self.kinds:
+        for kind, layer in self.plan:
             kind.golden_reset(self, layer)
         self.t = 0
 
@@ -89,7 +89,7 @@ class GoldenEngine:
             if self.batch != 1:
                 raise ValueError("learning runs one sample at a time (batch=1)")
             labels = np.asarray(labels, np.int64).reshape(1)
-        for kind, layer in self.kinds:
+        for kind, layer in self.plan:
             x = kind.golden_step(self, layer, x, labels if learning else None)
         self.t += 1
 
@@ -108,13 +108,13 @@ class GoldenEngine:
     def state_hash(self):
         """FNV-1a over every learnable weight (int8 bytes; readout bias as int32 LE)."""
         state = FNV_OFFSET
-        for kind, layer in self.kinds:
+        for kind, layer in self.plan:
             state = fnv1a(kind.learned_bytes(self, layer), state)
         return state
 
     def _buffers(self, method):
         out = {}
-        for kind, layer in self.kinds:
+        for kind, layer in self.plan:
             out.update(getattr(kind, method)(self, layer))
         return out
 

@@ -110,8 +110,8 @@ class LayerKind(abc.ABC):
     @abc.abstractmethod
     def describe(self, layer):
         """One line on the spec ``layer`` for the generated code's comments and the export log:
-        name, kind, shapes and whether it learns. Code generation calls it through the
-        registry: ``layers.for_spec(layer).describe(layer)``."""
+        name, kind, shapes and whether it learns (codegen's ``layer_summary`` text), for
+        code generation through the registry: ``layers.for_spec(layer).describe(layer)``."""
 
     # -- golden model (golden.GoldenEngine) ---------------------------------------------
     def golden_init(self, engine, layer):
@@ -132,7 +132,8 @@ class LayerKind(abc.ABC):
         """Apply the accumulated update to a learning layer (``tess_apply_update``)."""
 
     def learned_bytes(self, engine, layer):
-        """The learnable parameters as the engine stores them (the state hash reads them)."""
+        """The parameters the layer learns on device as the engine stores them, b"" when it is
+        frozen (the state hash reads them)."""
         return b""
 
     def step_buffers(self, engine, layer):
