@@ -4,12 +4,17 @@
 Quiet means: TensorFlow's C++ log below errors is dropped
 (``TF_CPP_MIN_LOG_LEVEL=2``, set before TensorFlow is imported), absl's
 Python warnings are dropped, and native code that prints straight to the
-terminal (the TFLite converter's ``fully_quantize: 0, ...`` line) runs with
-its output captured (``native_output_quieted``); what it printed is shown
-only if the block fails, so no error is ever hidden.
+terminal (the TFLite converter's ``fully_quantize: 0, ...`` line, and
+TensorFlow's own import on CPUs with AVX512-VNNI or AMX, whose libraries
+log "oneDNN custom operations are on" before absl's logging is set up,
+out of ``TF_CPP_MIN_LOG_LEVEL``'s reach) runs with its output captured
+(``native_output_quieted``); what it printed is shown only if the block
+fails, so no error is ever hidden.
 """
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import logging
 import os
 import sys
@@ -41,6 +46,36 @@ def configure(verbose_output=None):
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("absl").setLevel(logging.INFO if loud else logging.ERROR)
+    if not loud and "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as usual but runs its import (everything it
+    imports in turn included) under ``native_output_quieted``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once is enough; and lets the real finders answer
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        # The real loader answers everything after the import (resources, source).
+        module.__loader__ = module.__spec__.loader = self.loader
+        with native_output_quieted():
+            self.loader.exec_module(module)
 
 
 @contextlib.contextmanager

@@ -233,3 +233,38 @@ def test_a_training_run_in_a_pipe_prints_whole_epoch_lines_and_no_tensorflow_cha
     assert all("val_acc" in line and "samples/s" in line and "ETA" in line for line in epoch_lines), epoch_lines
     for chatter in ("absl", "oneDNN", "cpu_feature_guard", "WARNING"):
         assert chatter not in output, output
+
+
+IMPORT_FAKE_TENSORFLOW = textwrap.dedent(
+    """
+    import sys
+    from tess_keras import logs
+    logs.configure(None)
+    try:
+        import tensorflow
+    except RuntimeError:
+        sys.exit(3)
+    print("imported", tensorflow.__loader__.__class__.__name__)
+    """
+)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_tensorflow_s_native_chatter_at_import_is_hidden_unless_verbose(tmp_path, fails):
+    # On CPUs with AVX512-VNNI or AMX, TensorFlow's libraries write "oneDNN custom operations are on" straight to
+    # file descriptor 2 while TensorFlow is imported, before TF_CPP_MIN_LOG_LEVEL is read. A stand-in package
+    # does the same, so this holds on every machine.
+    package = tmp_path / "tensorflow"
+    package.mkdir()
+    failure = "raise RuntimeError('broken install')\n" if fails else ""
+    (package / "__init__.py").write_text("import os\nos.write(2, b'oneDNN custom operations are on\\n')\n" + failure)
+    env = {**QUIET_ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    quiet = subprocess.run([sys.executable, "-c", IMPORT_FAKE_TENSORFLOW], capture_output=True, text=True, env=env,
+                           timeout=60)
+    loud = subprocess.run([sys.executable, "-c", IMPORT_FAKE_TENSORFLOW], capture_output=True, text=True,
+                          env={**env, "TESS_VERBOSE": "1"}, timeout=60)
+    assert "oneDNN" in loud.stderr
+    if fails:  # what the import printed is shown with its error
+        assert quiet.returncode == 3 and "oneDNN" in quiet.stderr, quiet.stderr
+    else:
+        assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "imported SourceFileLoader\n", "")
