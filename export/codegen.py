@@ -12,9 +12,9 @@ from tess_keras.export.spec import FlattenSpec, PoolSpec, ReadoutSpec, SpikingSp
 TEMPLATES = Path(__file__).parent / "templates"
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "firmware" / "runtime"
 RUNTIME_FILES = (
-    "tess_runtime.h", "tess_rows.h", "tess_kernels.h", "tess_model.h",
-    "tess_spiking.cc", "tess_learn.cc", "tess_dw.cc", "tess_pool.cc", "tess_readout.cc", "tess_update.cc",
-    "tess_model.cc", "tess_state.cc",
+    "tess_runtime.h", "tess_simd.h", "tess_kernels.h", "tess_fast.h", "tess_model.h",
+    "tess_spiking.cc", "tess_forward_fast.cc", "tess_fire_fast.cc", "tess_learn.cc", "tess_dw.cc", "tess_dw_fast.cc", "tess_pool.cc", "tess_readout.cc",
+    "tess_update.cc", "tess_update_fast.cc", "tess_model.cc", "tess_state.cc",
 )
 RUNTIME_SOURCES = tuple(name for name in RUNTIME_FILES if name.endswith(".cc"))
 ENGINE_FILES = ("tess_engine.h", "tess_engine.cc")
@@ -281,7 +281,15 @@ def engine_context(spec, source="a Keras model"):
         max_learn_neurons=max([s["N"] for s in learning], default=1),
         max_lsg=max([s["lsg_size"] for s in learning], default=1),
         max_channels=max([s["CO"] for s in learning], default=1),
+        max_mask_words=max([_mask_words(s) for s in spiking if not s["analog"]] + [(readout["NIN"] + 31) // 32]),
     )
+
+
+def _mask_words(layer):
+    """Words of the spike bit masks the fast forward packs a layer's input into (32 channels a word)."""
+    if layer["kind"] == "conv":
+        return layer["H"] * layer["W"] * ((layer["CI"] + 31) // 32)
+    return (layer["NIN"] + 31) // 32
 
 
 def buffer_names(spec):

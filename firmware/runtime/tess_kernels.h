@@ -7,9 +7,9 @@
  * struct points at what changes (membranes, spikes, traces, accumulated dW and,
  * for a learning layer, its weights), so one image can hold several models.
  *
- * Each kernel has a reference implementation; tess_kernels_fast.h selects
- * bit-exact fast paths at compile time (Arm DSP extension, Helium), unless
- * TESS_KERNELS_REFERENCE is defined. The integer semantics are those of
+ * Each kernel has a reference implementation; where the core has the Arm DSP
+ * extension, bit-exact fast paths replace the hot loops (tess_simd.h,
+ * tess_fast.h), unless TESS_KERNELS_REFERENCE is defined. The integer semantics are those of
  * tess_keras/export/golden.py.
  *
  * Spikes are uint8 0/1; kernels read every input through `const int8_t *`
@@ -109,6 +109,7 @@ typedef struct {
   int64_t *gsum;   /* [max learning channels] */
   int32_t *z;      /* [classes] */
   int32_t *err;    /* [classes] */
+  uint32_t *mask;  /* spike bit masks of the largest spike input: h * w * ceil(ci / 32) words */
 } tess_scratch_t;
 
 /* ---- kernels ---- */
@@ -141,10 +142,17 @@ void tess_learning_signal(const tess_learning_t *learning, int32_t classes, int3
 void tess_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                         const tess_scratch_t *scratch);
 
+/* The readout's weight sums acc[c] = sum_i x_i W[i, c] (event-driven, or dense: every synapse). */
+void tess_readout_currents(const tess_readout_t *readout, const int8_t *weights, const uint8_t *x, int32_t *acc,
+                           int32_t dense);
 /* Readout logits (and, when learning, the cross-entropy dW on detached inputs). */
 void tess_readout_step(const tess_readout_t *readout, const tess_readout_state_t *state, const uint8_t *x, int32_t learn,
                        int32_t label, const tess_scratch_t *scratch, int32_t dense);
 
+/* w[i] = clamp(w[i] - rescale(g[i]) with stochastic rounding, +-127), g[i] = 0, for
+ * i < count; channel i % channels (mult, shift), generator draw counter + i. */
+void tess_sgd_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult, const int8_t *shift,
+                     uint32_t seed, uint32_t counter);
 /* One SGD step with stochastic rounding from the accumulated updates, which are
  * cleared; counter: the generator's, advanced by one per parameter. */
 void tess_update_spiking(const tess_spiking_t *layer, const tess_spiking_state_t *state, uint32_t seed,

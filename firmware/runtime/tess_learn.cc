@@ -1,6 +1,7 @@
 // tess_learn.cc: the TESS update of one learning layer at one step: the local
 // learning signal (LSG), the eligibility terms e_pre / e_post and the
 // accumulation of dW (applied once per sample by tess_update_spiking).
+#include "tess_fast.h"
 #include "tess_kernels.h"
 #include "tess_runtime.h"
 
@@ -120,7 +121,7 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
     if (l->alpha_post != 0) scratch->e_post[n] = l->alpha_post * (int32_t)tess_round_shift(g * state->h[n], 15);
     scratch->e_pre[n] = l->alpha_pre * (int32_t)tess_round_shift(g * psi, 15);
   }
-  tess_accumulate_dw(layer, state, x, scratch);
+  if (!tess_fast_accumulate_dw(layer, state, x, scratch)) tess_accumulate_dw(layer, state, x, scratch);
 }
 
 }  // extern "C"

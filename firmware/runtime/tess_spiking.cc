@@ -1,8 +1,9 @@
 // tess_spiking.cc: the forward step of a LIF layer (conv or dense): synaptic
 // currents, traces, membranes and spikes, and its synaptic-event count.
+#include "tess_fast.h"
 #include "tess_kernels.h"
-#include "tess_rows.h"
 #include "tess_runtime.h"
+#include "tess_simd.h"
 
 namespace {
 
@@ -97,9 +98,11 @@ void tess_spiking_fire(const tess_spiking_t *layer, const tess_spiking_state_t *
 void tess_spiking_step(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, int32_t learn,
                        int32_t t, const tess_scratch_t *scratch, int32_t dense) {
   const int8_t *weights = state->w != nullptr ? state->w : layer->weights;
-  tess_spiking_currents(layer, weights, x, scratch->acc, dense);
+  if (dense || !tess_fast_currents(layer, weights, x, scratch->acc, scratch->mask)) {
+    tess_spiking_currents(layer, weights, x, scratch->acc, dense);
+  }
   if (learn && layer->learning != nullptr) tess_spiking_traces(layer, state, x, t);
-  tess_spiking_fire(layer, state, scratch->acc);
+  if (!tess_fast_fire(layer, state, scratch->acc)) tess_spiking_fire(layer, state, scratch->acc);
 }
 
 uint32_t tess_spiking_events(const tess_spiking_t *layer, const int8_t *x) {

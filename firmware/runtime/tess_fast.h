@@ -1,0 +1,61 @@
+/*
+ * tess_fast.h: the kernels' fast paths (DSP extension, tess_simd.h), called
+ * by the reference kernels where the build has one. Each returns 1 when it
+ * did the work and 0 in a reference build (TESS_KERNELS_REFERENCE, or a core
+ * without the DSP extension), where the caller runs its reference loop.
+ * Internal to the runtime.
+ */
+#ifndef TESS_FAST_H
+#define TESS_FAST_H
+
+#include <stdint.h>
+
+#include "tess_kernels.h"
+#include "tess_runtime.h"
+
+/*
+ * tess_rescale (round(x * mult / 2^shift), saturated) without 64-bit shifts:
+ * shift >= 33 needs only the product's high word (the low word cannot move the
+ * floor, and |high| <= 2^30 cannot saturate); 1 <= shift <= 32 adds the
+ * rounding to the low word with carry and joins the words.
+ */
+static inline int32_t tess_rescale_fast(int32_t x, int32_t mult, int32_t shift) {
+  const int64_t product = (int64_t)x * mult;
+  int32_t hi = (int32_t)(product >> 32);
+  if (shift >= 33) return (hi + (1 << (shift - 33))) >> (shift - 32);
+  if (shift < 1) return tess_rescale(x, mult, shift);
+  const uint32_t lo = (uint32_t)product, rounded = lo + (1u << (shift - 1));
+  hi += rounded < lo ? 1 : 0;
+  const int32_t top = hi >> (shift - 1);
+  if (top != 0 && top != -1) return hi < 0 ? INT32_MIN : INT32_MAX;
+  if (shift == 32) return hi;
+  return (int32_t)(((uint32_t)hi << (32 - shift)) | (rounded >> shift));
+}
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* acc[n] = the layer's synaptic currents (tess_spiking_currents); mask: scratch of
+ * tess_mask_words(layer) words for a spike input. */
+int32_t tess_fast_currents(const tess_spiking_t *layer, const int8_t *weights, const int8_t *x, int32_t *acc,
+                           uint32_t *mask);
+/* The LIF update of tess_spiking_fire. */
+int32_t tess_fast_fire(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *acc);
+/* acc[c] = sum of the weight rows of the active inputs (the readout's logits without bias). */
+int32_t tess_fast_readout(const tess_readout_t *readout, const int8_t *weights, const uint8_t *x, int32_t *acc,
+                          uint32_t *mask);
+
+/* dW += (e_pre (x) q + e_post (x) x) >> grad_shift of a conv layer (tess_accumulate_dw). */
+int32_t tess_fast_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
+                                const tess_scratch_t *scratch);
+/* The SGD step of count weights (channel i % channels: mult, shift) from their
+ * accumulators, cleared; draw counter + i for weight i. */
+int32_t tess_fast_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                         const int8_t *shift, uint32_t seed, uint32_t counter);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TESS_FAST_H */

@@ -1,0 +1,57 @@
+// tess_update_fast.cc: the once-per-sample SGD step (tess_update.cc) without
+// 64-bit arithmetic where the bounds allow it, bit-exact with the reference:
+//  - a zero accumulator (or one whose rescaled step is 0) leaves the weight as
+//    it is: (0 + r) >> 16 = 0 for any 16-bit draw r, so its draw is skipped
+//    (the generator is counter-based: draw k is the same whether or not draw
+//    k - 1 was taken);
+//  - rescale for shift >= 33 uses the high word only (tess_fire_fast.cc).
+#include "tess_fast.h"
+
+#include "tess_runtime.h"
+#include "tess_simd.h"
+
+#if defined(TESS_FAST)
+
+namespace {
+
+// The new weight for accumulator g (!= 0): clamp(w + floor((r - delta) / 2^16)).
+inline int8_t step_weight(int8_t w, int32_t g, int32_t mult, int32_t shift, uint32_t seed, uint32_t counter) {
+  const int32_t delta = tess_rescale_fast(g, mult, shift);
+  if (delta == 0) return w;
+  const int32_t random = (int32_t)(tess_random(seed, counter) & 0xFFFFu);
+  const int32_t step = delta > -0x7FFF0000 && delta < 0x7FFF0000 ? (random - delta) >> 16
+                                                                    : (int32_t)tess_sgd_step(delta, (uint32_t)random);
+  const int32_t value = w + step;
+  return (int8_t)(value > TESS_WEIGHT_MAX ? TESS_WEIGHT_MAX : (value < -TESS_WEIGHT_MAX ? -TESS_WEIGHT_MAX : value));
+}
+
+}  // namespace
+
+extern "C" {
+
+int32_t tess_fast_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                         const int8_t *shift, uint32_t seed, uint32_t counter) {
+  int32_t co = 0;
+  for (int32_t i = 0; i < count; ++i) {
+    if (g[i] != 0) {
+      w[i] = step_weight(w[i], g[i], mult[co], shift[co], seed, counter + (uint32_t)i);
+      g[i] = 0;
+    }
+    if (++co == channels) co = 0;
+  }
+  return 1;
+}
+
+}  // extern "C"
+
+#else
+
+extern "C" {
+
+int32_t tess_fast_update(int8_t *, int32_t *, int32_t, int32_t, const int32_t *, const int8_t *, uint32_t, uint32_t) {
+  return 0;
+}
+
+}  // extern "C"
+
+#endif

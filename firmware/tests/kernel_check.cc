@@ -1,0 +1,294 @@
+// kernel_check.cc: every fast kernel (tess_fast.h) against its reference
+// (tess_kernels.h), bit for bit, on random shapes, spike rates and values,
+// extremes included (all-+-127 weights past 255 active inputs, int32-wide
+// accumulators, shifts 1..62). Built for the host (DSP operations emulated in
+// C, under ASan/UBSan) and for every QEMU board (the real instructions); see
+// tests/test_kernels.py. Prints one JSON line; exit status 0 when every case
+// matched and every kernel took its fast path at least once.
+#include <stdint.h>
+#include <string.h>
+
+#include "platform.h"
+#include "tess_fast.h"
+#include "tess_kernels.h"
+#include "tess_simd.h"
+
+#ifndef TESS_KERNEL_CHECK_CASES
+#define TESS_KERNEL_CHECK_CASES 240
+#endif
+
+namespace {
+
+constexpr int32_t kMaxMap = 2048;      // input values / neurons
+constexpr int32_t kMaxWeights = 16384;
+constexpr int32_t kMaxChannels = 40;
+
+uint32_t rng_state = 0x2545F491u;
+
+uint32_t next(void) {  // xorshift32
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 17;
+  rng_state ^= rng_state << 5;
+  return rng_state;
+}
+
+int32_t uniform(int32_t low, int32_t high) {  // [low, high]
+  return low + (int32_t)(next() % (uint32_t)(high - low + 1));
+}
+
+bool chance(uint32_t percent) { return next() % 100u < percent; }
+
+// A value of a random magnitude: small, mid, or near the limits of int32.
+int32_t wide_value(void) {
+  switch (next() % 4u) {
+    case 0: return uniform(-100, 100);
+    case 1: return uniform(-70000, 70000);
+    case 2: return (int32_t)next();
+    default: return chance(50) ? INT32_MAX - uniform(0, 1000) : INT32_MIN + uniform(0, 1000);
+  }
+}
+
+// Buffers of one case (static: the firmware has no heap).
+int8_t weights[kMaxWeights];
+int8_t input[kMaxMap];
+int32_t acc_ref[kMaxMap], acc_fast[kMaxMap];
+uint32_t mask[kMaxMap];
+int16_t u_ref[kMaxMap], u_fast[kMaxMap], q[kMaxMap];
+uint8_t o_ref[kMaxMap], o_fast[kMaxMap];
+int32_t e_pre[kMaxMap], e_post[kMaxMap], e_pre_copy[kMaxMap], e_post_copy[kMaxMap];
+int32_t g_ref[kMaxWeights], g_fast[kMaxWeights];
+int8_t w_ref[kMaxWeights], w_fast[kMaxWeights];
+int64_t gsum[kMaxChannels];
+int32_t mult[kMaxChannels];
+int8_t shift[kMaxChannels];
+
+struct Tally {
+  uint32_t cases = 0, fast = 0, mismatches = 0;
+};
+Tally currents_tally, fire_tally, dw_tally, update_tally, readout_tally;
+const char *first_mismatch = "";
+
+void check(Tally &tally, bool fast, const void *a, const void *b, uint32_t bytes, const char *what) {
+  ++tally.cases;
+  if (!fast) return;
+  ++tally.fast;
+  if (memcmp(a, b, bytes) != 0) {
+    ++tally.mismatches;
+    if (first_mismatch[0] == '\0') first_mismatch = what;
+  }
+}
+
+// A random conv or dense layer whose weights, input and outputs fit the buffers.
+tess_spiking_t random_layer(void) {
+  tess_spiking_t layer;
+  memset(&layer, 0, sizeof(layer));
+  for (;;) {
+    layer.kind = chance(65) ? TESS_LAYER_CONV : TESS_LAYER_DENSE;
+    layer.analog = chance(30) ? 1 : 0;
+    if (layer.kind == TESS_LAYER_CONV) {
+      tess_conv_shape_t &s = layer.conv;
+      static const int32_t kSizes[] = {1, 2, 3, 3, 5};
+      s.k = kSizes[next() % 5u];
+      s.stride = chance(70) ? 1 : 2;
+      s.h = uniform(1, 9);
+      s.w = uniform(1, 9);
+      s.ci = uniform(1, chance(30) ? 40 : 8);
+      s.co = uniform(1, kMaxChannels);
+      s.pad_top = uniform(0, s.k - 1);
+      s.pad_left = uniform(0, s.k - 1);
+      s.oh = (s.h + 2 * s.pad_top - s.k) / s.stride + 1;
+      s.ow = (s.w + 2 * s.pad_left - s.k) / s.stride + 1;
+      if (s.oh < 1 || s.ow < 1) continue;
+      layer.nin = s.h * s.w * s.ci;
+      layer.co = s.co;
+      layer.n = s.oh * s.ow * s.co;
+      layer.weight_count = s.k * s.k * s.ci * s.co;
+    } else {
+      layer.nin = uniform(1, chance(30) ? 600 : 64);
+      layer.co = uniform(1, 24);
+      layer.n = layer.co;
+      layer.weight_count = layer.nin * layer.co;
+    }
+    if (layer.nin <= kMaxMap && layer.n <= kMaxMap && layer.weight_count <= kMaxWeights) return layer;
+  }
+}
+
+void fill_input(const tess_spiking_t &layer) {
+  static const uint32_t kRates[] = {0, 3, 20, 50, 90, 100};
+  const uint32_t rate = kRates[next() % 6u];
+  for (int32_t i = 0; i < layer.nin; ++i) {
+    const bool active = next() % 100u < rate;
+    input[i] = !active ? 0 : (layer.analog ? (int8_t)uniform(-128, 127) : 1);
+  }
+}
+
+void fill_weights(int32_t count) {
+  const uint32_t mode = next() % 3u;  // random, all +127, all -127
+  for (int32_t i = 0; i < count; ++i) {
+    weights[i] = mode == 0 ? (int8_t)uniform(-127, 127) : (mode == 1 ? 127 : -127);
+  }
+}
+
+void check_currents(void) {
+  const tess_spiking_t layer = random_layer();
+  fill_weights(layer.weight_count);
+  fill_input(layer);
+  tess_spiking_currents(&layer, weights, input, acc_ref, 0);
+  const bool fast = tess_fast_currents(&layer, weights, input, acc_fast, mask) != 0;
+  check(currents_tally, fast, acc_ref, acc_fast, (uint32_t)layer.n * 4u, "currents");
+}
+
+void check_readout(void) {
+  tess_readout_t readout;
+  memset(&readout, 0, sizeof(readout));
+  readout.nin = uniform(1, 600);
+  readout.classes = uniform(1, 20);
+  fill_weights(readout.nin * readout.classes);
+  static const uint32_t kRates[] = {0, 5, 30, 80, 100};
+  const uint32_t rate = kRates[next() % 5u];
+  for (int32_t i = 0; i < readout.nin; ++i) input[i] = next() % 100u < rate ? 1 : 0;
+  const uint8_t *spikes = reinterpret_cast<const uint8_t *>(input);
+  tess_readout_currents(&readout, weights, spikes, acc_ref, 0);
+  const bool fast = tess_fast_readout(&readout, weights, spikes, acc_fast, mask) != 0;
+  check(readout_tally, fast, acc_ref, acc_fast, (uint32_t)readout.classes * 4u, "readout");
+}
+
+void check_fire(void) {
+  tess_spiking_t layer = random_layer();
+  for (int32_t c = 0; c < layer.co; ++c) {
+    mult[c] = chance(70) ? uniform(1 << 30, INT32_MAX) : wide_value();
+    shift[c] = (int8_t)(chance(30) ? uniform(31, 34) : uniform(1, 62));
+  }
+  layer.current_mult = mult;
+  layer.current_shift = shift;
+  layer.gamma = chance(80) ? uniform(0, 32768) : uniform(-40000, 70000);
+  layer.reset_amount = chance(80) ? uniform(0, 32768) : uniform(-40000, 70000);
+  layer.threshold = uniform(-4096, 8192);
+  // A quarter of the cases sweep consecutive membranes past a rounding tie of the leak (gamma 1..3).
+  const bool sweep = chance(25);
+  const int32_t base = 16383 - uniform(0, layer.n - 1);
+  if (sweep) layer.gamma = uniform(1, 3);
+  for (int32_t n = 0; n < layer.n; ++n) {
+    acc_ref[n] = wide_value();
+    u_ref[n] = u_fast[n] = (int16_t)(sweep ? base + n : uniform(-32768, 32767));
+    o_ref[n] = o_fast[n] = sweep ? 0 : (uint8_t)(next() & 1u);
+  }
+  tess_spiking_state_t ref = {u_ref, o_ref, nullptr, nullptr, nullptr, nullptr};
+  tess_spiking_state_t fast_state = {u_fast, o_fast, nullptr, nullptr, nullptr, nullptr};
+  tess_spiking_fire(&layer, &ref, acc_ref);
+  const bool fast = tess_fast_fire(&layer, &fast_state, acc_ref) != 0;
+  check(fire_tally, fast, u_ref, u_fast, (uint32_t)layer.n * 2u, "fire u");
+  if (fast && memcmp(o_ref, o_fast, (size_t)layer.n) != 0) check(fire_tally, true, "a", "b", 1u, "fire o");
+}
+
+void check_dw(void) {
+  tess_spiking_t layer = random_layer();
+  tess_learning_t learning;
+  memset(&learning, 0, sizeof(learning));
+  learning.alpha_post = chance(70) ? 1 : 0;
+  learning.trace_frac = uniform(0, 13);
+  learning.grad_shift = uniform(0, 24);
+  layer.learning = &learning;
+  fill_input(layer);
+  const bool big = chance(30);
+  for (int32_t i = 0; i < layer.nin; ++i) q[i] = chance(40) ? 0 : (int16_t)uniform(-32768, 32767);
+  for (int32_t n = 0; n < layer.n; ++n) {
+    e_pre[n] = e_pre_copy[n] = chance(45) ? 0 : (big ? wide_value() : uniform(-20000, 20000));
+    e_post[n] = e_post_copy[n] = chance(45) ? 0 : (big ? wide_value() : uniform(-20000, 20000));
+  }
+  for (int32_t i = 0; i < layer.weight_count; ++i) g_ref[i] = g_fast[i] = wide_value();
+  tess_spiking_state_t ref = {nullptr, nullptr, q, nullptr, g_ref, nullptr};
+  tess_spiking_state_t fast_state = {nullptr, nullptr, q, nullptr, g_fast, nullptr};
+  tess_scratch_t scratch_ref = {nullptr, e_pre, e_post, nullptr, gsum, nullptr, nullptr, nullptr};
+  tess_scratch_t scratch_fast = {nullptr, e_pre_copy, e_post_copy, nullptr, gsum, nullptr, nullptr, nullptr};
+  tess_accumulate_dw(&layer, &ref, input, &scratch_ref);
+  const bool fast = tess_fast_accumulate_dw(&layer, &fast_state, input, &scratch_fast) != 0;
+  check(dw_tally, fast, g_ref, g_fast, (uint32_t)layer.weight_count * 4u, "dW");
+}
+
+void check_update(void) {
+  const int32_t channels = uniform(1, kMaxChannels);
+  const int32_t count = channels * uniform(1, 300);
+  for (int32_t c = 0; c < channels; ++c) {
+    mult[c] = chance(50) ? uniform(1 << 30, INT32_MAX) : wide_value();
+    shift[c] = (int8_t)(chance(30) ? uniform(31, 34) : uniform(1, 62));
+  }
+  for (int32_t i = 0; i < count; ++i) {
+    g_ref[i] = g_fast[i] = chance(20) ? 0 : wide_value();
+    w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
+  }
+  const uint32_t seed = next(), counter = next();
+  tess_sgd_update(w_ref, g_ref, count, channels, mult, shift, seed, counter);
+  const bool fast = tess_fast_update(w_fast, g_fast, count, channels, mult, shift, seed, counter) != 0;
+  check(update_tally, fast, w_ref, w_fast, (uint32_t)count, "update w");
+  if (fast && memcmp(g_ref, g_fast, (size_t)count * 4u) != 0) check(update_tally, true, "a", "b", 1u, "update g");
+}
+
+// Minimal JSON writing without printf (newlib's allocates).
+char line[512];
+uint32_t length = 0;
+
+void put(const char *text) {
+  while (*text != '\0' && length + 1 < sizeof(line)) line[length++] = *text++;
+  line[length] = '\0';
+}
+
+void put_number(uint32_t value) {
+  char digits[12];
+  int count = 0;
+  do {
+    digits[count++] = (char)('0' + value % 10u);
+    value /= 10u;
+  } while (value != 0u);
+  char text[12];
+  for (int i = 0; i < count; ++i) text[i] = digits[count - 1 - i];
+  text[count] = '\0';
+  put(text);
+}
+
+void put_tally(const char *name, const Tally &t) {
+  put(", \"");
+  put(name);
+  put("\": [");
+  put_number(t.cases);
+  put(", ");
+  put_number(t.fast);
+  put(", ");
+  put_number(t.mismatches);
+  put("]");
+}
+
+}  // namespace
+
+int main(void) {
+  tess_platform_init();
+  for (int32_t i = 0; i < TESS_KERNEL_CHECK_CASES; ++i) {
+    check_currents();
+    check_readout();
+    check_fire();
+    check_dw();
+    check_update();
+  }
+  const Tally *all[] = {&currents_tally, &readout_tally, &fire_tally, &dw_tally, &update_tally};
+  uint32_t mismatches = 0;
+  bool every_fast = true;
+  for (const Tally *t : all) {
+    mismatches += t->mismatches;
+    every_fast = every_fast && t->fast > 0;
+  }
+  put("{\"tess_kernel_check\": 1, \"path\": \"");
+  put(tess_kernels_path());
+  put("\"");
+  put_tally("currents", currents_tally);
+  put_tally("readout", readout_tally);
+  put_tally("fire", fire_tally);
+  put_tally("dw", dw_tally);
+  put_tally("update", update_tally);
+  put(", \"mismatches\": ");
+  put_number(mismatches);
+  put(", \"first_mismatch\": \"");
+  put(first_mismatch);
+  put("\"}\n");
+  tess_platform_write(line);
+  return mismatches == 0 && every_fast ? 0 : 1;
+}

@@ -1,0 +1,148 @@
+"""The runtime's kernels, reference and fast path (firmware/runtime/tess_fast.h).
+
+- firmware/tests/kernel_check.cc runs every fast kernel against its reference
+  on random shapes, spike rates and extreme values, bit for bit: on the host
+  (the DSP operations emulated in C, under ASan/UBSan) and, marked slow, on
+  the four QEMU boards with the real instructions;
+- an off-by-one planted in any fast kernel makes that check fail;
+- whole engines of several shapes (channel counts that are not multiples of
+  the SIMD blocks, fan-in past the int16 lanes' flush, int8 and spike inputs)
+  match the golden model bit for bit on the fast path and with
+  -DTESS_KERNELS_REFERENCE.
+"""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tess_keras.export import codegen, hostbuild
+from tess_keras.export.spec import build_spec
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (apt-get install g++)")
+
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+CHECK = FIRMWARE / "tests" / "kernel_check.cc"
+KERNELS = ("currents", "readout", "fire", "dw", "update")
+
+
+def build_check(runtime, binary, sanitize):
+    """Compile the kernel check against the runtime in ``runtime`` with the DSP operations emulated."""
+    flags = hostbuild.host_flags(sanitize) if sanitize else (*hostbuild.HOST_FLAGS, "-O1")
+    command = [hostbuild.compiler(), *flags, "-DTESS_KERNELS_EMULATE_DSP", "-I", str(runtime),
+               "-I", str(FIRMWARE / "app"), str(CHECK), str(FIRMWARE / "host" / "platform_host.cc"),
+               *sorted(str(p) for p in Path(runtime).glob("*.cc")), "-o", str(binary)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return binary
+
+
+def run_check(binary):
+    result = subprocess.run([str(binary)], capture_output=True, text=True)
+    return result.returncode, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_fast_kernel_matches_its_reference_on_the_host(tmp_path):
+    code, report = run_check(build_check(codegen.runtime_dir(), tmp_path / "kernel_check", sanitize=True))
+    assert report["path"] == "dsp-emulated"
+    for kernel in KERNELS:
+        cases, fast, mismatches = report[kernel]
+        assert cases > 0 and fast > 0 and mismatches == 0, (kernel, report[kernel])
+    assert code == 0 and report["mismatches"] == 0
+
+
+# One planted error per fast kernel: (file, original text, off-by-one text, the kernel that must report it).
+MUTATIONS = [
+    ("tess_forward_fast.cc", "out[4 * q + 3] += (int16_t)(a[2 * q + 1] >> 16);",
+     "out[4 * q + 3] += (int16_t)(a[2 * q + 1] >> 16) + 1;", "currents"),
+    ("tess_forward_fast.cc", "const uint32_t even = tess_sxtb16(word), odd = tess_sxtb16_ror8(word);",
+     "const uint32_t even = tess_sxtb16(word) + 1u, odd = tess_sxtb16_ror8(word);", "currents"),
+    ("tess_fire_fast.cc", "+ (1 << 14)) >> 15;", "+ (1 << 14) + 1) >> 15;", "fire"),
+    ("tess_fast.h", "(hi + (1 << (shift - 33)))", "(hi + (1 << (shift - 33)) + 1)", "fire"),
+    ("tess_fast.h", "rounded = lo + (1u << (shift - 1))", "rounded = lo + (1u << (shift - 1)) + 1u", "fire"),
+    ("tess_dw_fast.cc", "a3 += (int64_t)post[3] * xv;", "a3 += (int64_t)post[3] * xv + 1;", "dw"),
+    ("tess_update_fast.cc", "(random - delta) >> 16", "(random - delta + 1) >> 16", "update"),
+]
+
+
+@pytest.mark.parametrize("name, original, planted, kernel", MUTATIONS,
+                         ids=[f"{m[3]}-{i}" for i, m in enumerate(MUTATIONS)])
+def test_an_off_by_one_in_a_fast_kernel_is_caught(name, original, planted, kernel, tmp_path):
+    runtime = tmp_path / "runtime"
+    shutil.copytree(codegen.runtime_dir(), runtime)
+    text = (runtime / name).read_text()
+    assert text.count(original) == 1, f"{name} no longer holds the line this test plants an error in"
+    (runtime / name).write_text(text.replace(original, planted))
+    code, report = run_check(build_check(runtime, tmp_path / "kernel_check", sanitize=False))
+    assert code != 0 and report[kernel][2] > 0, report
+
+
+def model(kind):
+    import keras
+
+    from tess_keras.layers import Readout, SpikingConv2D, SpikingDense
+    from tess_keras.models import SpikingSequential
+    from tess_keras.rules import TESS
+
+    keras.utils.set_random_seed(11)
+    if kind == "odd-channels":  # 20 = 16 + 4 channels, a 5x5 valid kernel, then 36 = 2 x 16 + 4 with fan-in 180
+        layers, shape = [
+            SpikingConv2D(20, 5, padding="valid", lsg_pool=1, name="c1"),
+            SpikingConv2D(36, 3, padding="same", lsg_pool=2, name="c2"),
+            keras.layers.Flatten(name="flat"),
+            Readout(7, name="out"),
+        ], (9, 9, 3)
+    else:  # dense: fan-in 243 (int8) and 300 (past the 255 rows an int16 lane may hold), 30 = 16 + 12 + 2 channels
+        layers, shape = [
+            SpikingDense(300, name="d1"),
+            SpikingDense(30, name="d2"),
+            Readout(3, name="out"),
+        ], (243,)
+    net = SpikingSequential(layers, rule=TESS(alpha_post=1.0))
+    net.build((None, None, *shape))
+    return net, shape
+
+
+@pytest.mark.parametrize("kind", ["odd-channels", "dense"])
+@pytest.mark.parametrize("path", ["fast", "reference"])
+def test_engine_on_either_path_matches_the_golden_model(kind, path, tmp_path):
+    net, shape = model(kind)
+    spec = build_spec(net, 1 / 127, time_steps=3, learning_rate=0.05)
+    codegen.write_engine(spec, tmp_path)
+    harness = codegen.write_harness(spec, tmp_path)
+    define = "-DTESS_KERNELS_EMULATE_DSP" if path == "fast" else "-DTESS_KERNELS_REFERENCE"
+    binary = hostbuild.compile_engine(tmp_path, [harness], tmp_path / "harness", (define, *hostbuild.host_flags()))
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 128, size=(6, 3, *shape)).astype(np.int8)
+    x[rng.random(x.shape) < 0.5] = 0  # sparse input
+    x[3:] = rng.integers(-127, 128, size=(3, 3, *shape))  # and signed, dense
+    y = rng.integers(0, spec.num_classes, size=6)
+    host = hostbuild.run_host(binary, spec, x, y, learn=True, dump=True, frames=True)
+    gold = hostbuild.golden_records(spec, x, y, learn=True, frames=True)
+    assert hostbuild.first_mismatch(gold, host) is None
+    records = gold["records"]
+    assert any(r["steps"][-1][f"{spec.spiking[-1].name}.o"].any() for r in records)
+    assert len(set(gold["hashes"].tolist())) > 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"])
+def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
+    from tess_keras.export import build as firmware_build
+    from tess_keras.export import simulate
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-g++") is None:
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-g++")
+    tools = firmware_build.find_tools(board)
+    subprocess.run([tools["cmake"], "-S", str(FIRMWARE), "-B", str(tmp_path), "-G", tools["generator"],
+                    f"-DTESS_BOARD={board}", "-DTESS_KERNEL_CHECK=ON"], check=True, capture_output=True)
+    subprocess.run([tools["cmake"], "--build", str(tmp_path)], check=True, capture_output=True)
+    code, lines = simulate.run_console(simulate.qemu_command(board, tmp_path / "tess_firmware.elf"), timeout=600)
+    report = json.loads([line for line in lines if "tess_kernel_check" in line][-1])
+    assert report["path"] == "dsp"
+    for kernel in KERNELS:
+        cases, fast, mismatches = report[kernel]
+        assert fast > 0 and mismatches == 0, (board, kernel, report[kernel])
+    assert code == 0
