@@ -282,7 +282,14 @@ def engine_context(spec, source="a Keras model"):
         max_lsg=max([s["lsg_size"] for s in learning], default=1),
         max_channels=max([s["CO"] for s in learning], default=1),
         max_mask_words=max([_mask_words(s) for s in spiking if not s["analog"]] + [(readout["NIN"] + 31) // 32]),
+        packed_weights=max([_packed_size(s) for s in spiking if s["analog"]], default=0),
     )
+
+
+def _packed_size(layer):
+    """int16 values of an int8-input layer's weights as the fast forward packs them: co * (taps + 1)."""
+    taps = layer["K"] ** 2 * layer["CI"] if layer["kind"] == "conv" else layer["NIN"]
+    return layer["CO"] * (taps + 1) if (taps + 1) // 2 <= 256 else 0
 
 
 def _mask_words(layer):

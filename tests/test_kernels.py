@@ -59,6 +59,7 @@ MUTATIONS = [
      "out[4 * q + 3] += (int16_t)(a[2 * q + 1] >> 16) + 1;", "currents"),
     ("tess_forward_fast.cc", "const uint32_t even = tess_sxtb16(word), odd = tess_sxtb16_ror8(word);",
      "const uint32_t even = tess_sxtb16(word) + 1u, odd = tess_sxtb16_ror8(word);", "currents"),
+    ("tess_forward_fast.cc", "values[t++] = inside ? pixel[c] : 0;", "values[t++] = inside ? pixel[c] : 1;", "currents"),
     ("tess_fire_fast.cc", "+ (1 << 14)) >> 15;", "+ (1 << 14) + 1) >> 15;", "fire"),
     ("tess_fast.h", "(hi + (1 << (shift - 33)))", "(hi + (1 << (shift - 33)) + 1)", "fire"),
     ("tess_fast.h", "rounded = lo + (1u << (shift - 1))", "rounded = lo + (1u << (shift - 1)) + 1u", "fire"),

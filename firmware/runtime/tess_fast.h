@@ -36,10 +36,11 @@ static inline int32_t tess_rescale_fast(int32_t x, int32_t mult, int32_t shift) 
 extern "C" {
 #endif
 
-/* acc[n] = the layer's synaptic currents (tess_spiking_currents); mask: scratch of
- * tess_mask_words(layer) words for a spike input. */
+/* acc[n] = the layer's synaptic currents (tess_spiking_currents); mask: scratch
+ * for a spike input's bit masks; packed: scratch for an int8-input layer's
+ * weights as int16 (co * (taps + 1) values; NULL: not used). */
 int32_t tess_fast_currents(const tess_spiking_t *layer, const int8_t *weights, const int8_t *x, int32_t *acc,
-                           uint32_t *mask);
+                           uint32_t *mask, int16_t *packed);
 /* The LIF update of tess_spiking_fire. */
 int32_t tess_fast_fire(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *acc);
 /* acc[c] = sum of the weight rows of the active inputs (the readout's logits without bias). */

@@ -7,7 +7,8 @@
 // cost work, and each adds its int8 weight row to int16 lanes with SXTAB16
 // (two channels an instruction); the lanes go to the int32 sums before 256
 // rows can have been added, so no int16 lane can overflow (|w| <= 128).
-// int8 inputs (the first layer) multiply with SMLABB/SMLATB into int32.
+// int8 inputs (the first layer) multiply with SMLAD, two taps an instruction,
+// or, for receptive fields over 512 taps, with SMLABB/SMLATB into int32.
 #include "tess_fast.h"
 
 #include "tess_simd.h"
@@ -156,6 +157,72 @@ void gather_values(const Geometry &g, const int8_t *weights, const int8_t *x, in
   for (int32_t r = 0; r < rest; ++r) out[4 * kWords + r] = tail[r];
 }
 
+// ---- int8 input as int16 pairs: SMLAD, two taps an instruction ----
+// The receptive field of an output position (zero outside the map) and the
+// weights, transposed to [channel][tap] (repacked every step: learning moves
+// them), as pairs of int16: each output is sum_j SMLAD(x pair j, w pair j).
+constexpr int32_t kMaxPairs = 256;
+
+// Packs the weights [tap][co] as int16 [co][2 * pairs] (an odd last tap pairs with 0).
+void pack_weights(const Geometry &g, const int8_t *weights, int32_t taps, int32_t pairs, int16_t *packed) {
+  for (int32_t c = 0; c < g.co; ++c) {
+    int16_t *row = packed + c * 2 * pairs;
+    for (int32_t t = 0; t < taps; ++t) row[t] = weights[t * g.co + c];
+    if (taps % 2 != 0) row[taps] = 0;
+  }
+}
+
+// The receptive field of (oy, ox) in tap order (kh, kw, ci), as int16 pairs.
+void pack_field(const Geometry &g, const int8_t *x, int32_t oy, int32_t ox, int32_t taps, uint32_t *field) {
+  int16_t values[2 * kMaxPairs];
+  int32_t t = 0;
+  for (int32_t kh = 0; kh < g.k; ++kh) {
+    const int32_t iy = input_index(oy, kh, g.stride, g.pad_top);
+    for (int32_t kw = 0; kw < g.k; ++kw) {
+      const int32_t ix = input_index(ox, kw, g.stride, g.pad_left);
+      const bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+      const int8_t *pixel = x + (iy * g.w + ix) * g.ci;
+      for (int32_t c = 0; c < g.ci; ++c) values[t++] = inside ? pixel[c] : 0;
+    }
+  }
+  if (taps % 2 != 0) values[taps] = 0;
+  memcpy(field, values, (size_t)((taps + 1) / 2) * 4u);
+}
+
+void currents_packed(const Geometry &g, const int8_t *weights, const int8_t *x, int16_t *packed, int32_t *acc) {
+  const int32_t taps = g.k * g.k * g.ci, pairs = (taps + 1) / 2;
+  pack_weights(g, weights, taps, pairs, packed);
+  uint32_t field[kMaxPairs];
+  for (int32_t oy = 0; oy < g.oh; ++oy) {
+    for (int32_t ox = 0; ox < g.ow; ++ox) {
+      pack_field(g, x, oy, ox, taps, field);
+      int32_t *out = acc + (oy * g.ow + ox) * g.co;
+      int32_t c = 0;
+      for (; c + 4 <= g.co; c += 4) {  // four channels share each field pair
+        const int16_t *w0 = packed + c * 2 * pairs;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int32_t j = 0; j < pairs; ++j) {
+          const uint32_t f = field[j];
+          a0 = tess_smlad(f, tess_load32(reinterpret_cast<const int8_t *>(w0 + 2 * j)), a0);
+          a1 = tess_smlad(f, tess_load32(reinterpret_cast<const int8_t *>(w0 + 2 * (pairs + j))), a1);
+          a2 = tess_smlad(f, tess_load32(reinterpret_cast<const int8_t *>(w0 + 2 * (2 * pairs + j))), a2);
+          a3 = tess_smlad(f, tess_load32(reinterpret_cast<const int8_t *>(w0 + 2 * (3 * pairs + j))), a3);
+        }
+        out[c] = a0;
+        out[c + 1] = a1;
+        out[c + 2] = a2;
+        out[c + 3] = a3;
+      }
+      for (; c < g.co; ++c) {
+        const int16_t *w = packed + c * 2 * pairs;
+        int32_t a = 0;
+        for (int32_t j = 0; j < pairs; ++j) a = tess_smlad(field[j], tess_load32(reinterpret_cast<const int8_t *>(w + 2 * j)), a);
+        out[c] = a;
+      }
+    }
+  }
+}
+
 // Channel blocks of one output position: 16 (spikes) or 8 (values) at a time, then the rest.
 void currents_at(const Geometry &g, const int8_t *weights, const int8_t *x, const uint32_t *mask, int32_t oy,
                  int32_t ox, int32_t *out) {
@@ -198,8 +265,13 @@ void currents(const Geometry &g, const int8_t *weights, const int8_t *x, bool sp
 extern "C" {
 
 int32_t tess_fast_currents(const tess_spiking_t *layer, const int8_t *weights, const int8_t *x, int32_t *acc,
-                           uint32_t *mask) {
-  currents(geometry_of(layer), weights, x, !layer->analog, mask, acc);
+                           uint32_t *mask, int16_t *packed) {
+  const Geometry g = geometry_of(layer);
+  if (layer->analog && packed != nullptr && (g.k * g.k * g.ci + 1) / 2 <= kMaxPairs) {
+    currents_packed(g, weights, x, packed, acc);
+  } else {
+    currents(g, weights, x, !layer->analog, mask, acc);
+  }
   return 1;
 }
 
@@ -216,7 +288,9 @@ int32_t tess_fast_readout(const tess_readout_t *readout, const int8_t *weights, 
 
 extern "C" {
 
-int32_t tess_fast_currents(const tess_spiking_t *, const int8_t *, const int8_t *, int32_t *, uint32_t *) { return 0; }
+int32_t tess_fast_currents(const tess_spiking_t *, const int8_t *, const int8_t *, int32_t *, uint32_t *, int16_t *) {
+  return 0;
+}
 
 int32_t tess_fast_readout(const tess_readout_t *, const int8_t *, const uint8_t *, int32_t *, uint32_t *) { return 0; }
 

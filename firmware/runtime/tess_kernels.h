@@ -110,6 +110,7 @@ typedef struct {
   int32_t *z;      /* [classes] */
   int32_t *err;    /* [classes] */
   uint32_t *mask;  /* spike bit masks of the largest spike input: h * w * ceil(ci / 32) words */
+  int16_t *packed; /* the int8-input layer's weights as int16: co * (k * k * ci + 1) (NULL: none) */
 } tess_scratch_t;
 
 /* ---- kernels ---- */

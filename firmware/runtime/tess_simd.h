@@ -2,7 +2,7 @@
  * tess_simd.h: the few SIMD operations the fast kernels are built from, and
  * which path this build takes (chosen at compile time):
  *
- *   __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55)  SXTAB16 / SXTB16 / SMLABB / SMLATB
+ *   __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55)  SXTAB16 / SXTB16 / SMLABB / SMLATB / SMLAD
  *   TESS_KERNELS_EMULATE_DSP (host tests)     the same operations in plain C
  *   TESS_KERNELS_REFERENCE, or neither         no fast path: the reference kernels
  *
@@ -37,6 +37,8 @@ static inline uint32_t tess_sxtb16_ror8(uint32_t w) {
 /* acc + bottom (top) int16 half of x times the bottom int16 half of y. */
 static inline int32_t tess_smlabb(uint32_t x, int32_t y, int32_t acc) { return __smlabb((int32_t)x, y, acc); }
 static inline int32_t tess_smlatb(uint32_t x, int32_t y, int32_t acc) { return __smlatb((int32_t)x, y, acc); }
+/* acc + x.lo * y.lo + x.hi * y.hi (int16 halves). */
+static inline int32_t tess_smlad(uint32_t x, uint32_t y, int32_t acc) { return __smlad((int16x2_t)x, (int16x2_t)y, acc); }
 
 #elif !defined(TESS_KERNELS_REFERENCE) && defined(TESS_KERNELS_EMULATE_DSP)
 #define TESS_FAST 1
@@ -59,6 +61,9 @@ static inline int32_t tess_smlabb(uint32_t x, int32_t y, int32_t acc) {
 }
 static inline int32_t tess_smlatb(uint32_t x, int32_t y, int32_t acc) {
   return acc + (int16_t)(x >> 16) * (int16_t)((uint32_t)y & 0xFFFFu);
+}
+static inline int32_t tess_smlad(uint32_t x, uint32_t y, int32_t acc) {
+  return acc + (int16_t)(x & 0xFFFFu) * (int16_t)(y & 0xFFFFu) + (int16_t)(x >> 16) * (int16_t)(y >> 16);
 }
 #endif
 

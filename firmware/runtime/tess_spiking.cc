@@ -98,7 +98,7 @@ void tess_spiking_fire(const tess_spiking_t *layer, const tess_spiking_state_t *
 void tess_spiking_step(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, int32_t learn,
                        int32_t t, const tess_scratch_t *scratch, int32_t dense) {
   const int8_t *weights = state->w != nullptr ? state->w : layer->weights;
-  if (dense || !tess_fast_currents(layer, weights, x, scratch->acc, scratch->mask)) {
+  if (dense || !tess_fast_currents(layer, weights, x, scratch->acc, scratch->mask, scratch->packed)) {
     tess_spiking_currents(layer, weights, x, scratch->acc, dense);
   }
   if (learn && layer->learning != nullptr) tess_spiking_traces(layer, state, x, t);

@@ -58,6 +58,7 @@ uint8_t o_ref[kMaxMap], o_fast[kMaxMap];
 int32_t e_pre[kMaxMap], e_post[kMaxMap], e_pre_copy[kMaxMap], e_post_copy[kMaxMap];
 int32_t g_ref[kMaxWeights], g_fast[kMaxWeights];
 int8_t w_ref[kMaxWeights], w_fast[kMaxWeights];
+int16_t packed[kMaxWeights + kMaxChannels];
 int64_t gsum[kMaxChannels];
 int32_t mult[kMaxChannels];
 int8_t shift[kMaxChannels];
@@ -134,7 +135,8 @@ void check_currents(void) {
   fill_weights(layer.weight_count);
   fill_input(layer);
   tess_spiking_currents(&layer, weights, input, acc_ref, 0);
-  const bool fast = tess_fast_currents(&layer, weights, input, acc_fast, mask) != 0;
+  // int8 input: the SMLAD path (packed weights) or, without its scratch, SMLABB/SMLATB
+  const bool fast = tess_fast_currents(&layer, weights, input, acc_fast, mask, chance(70) ? packed : nullptr) != 0;
   check(currents_tally, fast, acc_ref, acc_fast, (uint32_t)layer.n * 4u, "currents");
 }
 
@@ -199,8 +201,8 @@ void check_dw(void) {
   for (int32_t i = 0; i < layer.weight_count; ++i) g_ref[i] = g_fast[i] = wide_value();
   tess_spiking_state_t ref = {nullptr, nullptr, q, nullptr, g_ref, nullptr};
   tess_spiking_state_t fast_state = {nullptr, nullptr, q, nullptr, g_fast, nullptr};
-  tess_scratch_t scratch_ref = {nullptr, e_pre, e_post, nullptr, gsum, nullptr, nullptr, nullptr};
-  tess_scratch_t scratch_fast = {nullptr, e_pre_copy, e_post_copy, nullptr, gsum, nullptr, nullptr, nullptr};
+  tess_scratch_t scratch_ref = {nullptr, e_pre, e_post, nullptr, gsum, nullptr, nullptr, nullptr, nullptr};
+  tess_scratch_t scratch_fast = {nullptr, e_pre_copy, e_post_copy, nullptr, gsum, nullptr, nullptr, nullptr, nullptr};
   tess_accumulate_dw(&layer, &ref, input, &scratch_ref);
   const bool fast = tess_fast_accumulate_dw(&layer, &fast_state, input, &scratch_fast) != 0;
   check(dw_tally, fast, g_ref, g_fast, (uint32_t)layer.weight_count * 4u, "dW");
