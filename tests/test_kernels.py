@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 CHECK = FIRMWARE / "tests" / "kernel_check.cc"
-KERNELS = ("currents", "readout", "fire", "dw", "update")
+KERNELS = ("currents", "readout", "fire", "traces", "rescale", "dw", "update")
 
 
 def build_check(runtime, binary, sanitize):
@@ -60,9 +60,13 @@ MUTATIONS = [
     ("tess_forward_fast.cc", "const uint32_t even = tess_sxtb16(word), odd = tess_sxtb16_ror8(word);",
      "const uint32_t even = tess_sxtb16(word) + 1u, odd = tess_sxtb16_ror8(word);", "currents"),
     ("tess_forward_fast.cc", "values[t++] = inside ? pixel[c] : 0;", "values[t++] = inside ? pixel[c] : 1;", "currents"),
-    ("tess_fire_fast.cc", "+ (1 << 14)) >> 15;", "+ (1 << 14) + 1) >> 15;", "fire"),
-    ("tess_fast.h", "(hi + (1 << (shift - 33)))", "(hi + (1 << (shift - 33)) + 1)", "fire"),
-    ("tess_fast.h", "rounded = lo + (1u << (shift - 1))", "rounded = lo + (1u << (shift - 1)) + 1u", "fire"),
+    ("tess_fire_fast.cc", "* gamma + (1 << 14)) >> 15;", "* gamma + (1 << 14) + 1) >> 15;", "fire"),
+    ("tess_fire_fast.cc", "| (rounded >> shift))", "| (rounded >> shift)) + 1", "fire"),
+    ("tess_fire_fast.cc", "((q[i] * lambda_pre + (1 << 14)) >> 15)", "((q[i] * lambda_pre + (1 << 14)) >> 14)", "traces"),
+    ("tess_fire_fast.cc", "(1 << TESS_U_FRAC) - distance;", "(1 << TESS_U_FRAC) - distance + 1;", "traces"),
+    ("tess_fire_fast.cc", "+ round) >> down;", "+ round + 1) >> down;", "fire"),
+    ("tess_fast.h", "(hi + (1 << (shift - 33)))", "(hi + (1 << (shift - 33)) + 1)", "rescale"),
+    ("tess_fast.h", "rounded = lo + (1u << (shift - 1))", "rounded = lo + (1u << (shift - 1)) + 1u", "rescale"),
     ("tess_dw_fast.cc", "a3 += (int64_t)post[3] * xv;", "a3 += (int64_t)post[3] * xv + 1;", "dw"),
     ("tess_update_fast.cc", "(random - delta) >> 16", "(random - delta + 1) >> 16", "update"),
 ]

@@ -43,6 +43,8 @@ int32_t tess_fast_currents(const tess_spiking_t *layer, const int8_t *weights, c
                            uint32_t *mask, int16_t *packed);
 /* The LIF update of tess_spiking_fire. */
 int32_t tess_fast_fire(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *acc);
+/* The pre and post traces of tess_spiking_traces. */
+int32_t tess_fast_traces(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, int32_t t);
 /* acc[c] = sum of the weight rows of the active inputs (the readout's logits without bias). */
 int32_t tess_fast_readout(const tess_readout_t *readout, const int8_t *weights, const uint8_t *x, int32_t *acc,
                           uint32_t *mask);

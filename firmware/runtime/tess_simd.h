@@ -37,6 +37,8 @@ static inline uint32_t tess_sxtb16_ror8(uint32_t w) {
 /* acc + bottom (top) int16 half of x times the bottom int16 half of y. */
 static inline int32_t tess_smlabb(uint32_t x, int32_t y, int32_t acc) { return __smlabb((int32_t)x, y, acc); }
 static inline int32_t tess_smlatb(uint32_t x, int32_t y, int32_t acc) { return __smlatb((int32_t)x, y, acc); }
+/* v saturated to int16. */
+static inline int32_t tess_ssat16(int32_t v) { return __ssat(v, 16); }
 /* acc + x.lo * y.lo + x.hi * y.hi (int16 halves). */
 static inline int32_t tess_smlad(uint32_t x, uint32_t y, int32_t acc) { return __smlad((int16x2_t)x, (int16x2_t)y, acc); }
 
@@ -62,6 +64,7 @@ static inline int32_t tess_smlabb(uint32_t x, int32_t y, int32_t acc) {
 static inline int32_t tess_smlatb(uint32_t x, int32_t y, int32_t acc) {
   return acc + (int16_t)(x >> 16) * (int16_t)((uint32_t)y & 0xFFFFu);
 }
+static inline int32_t tess_ssat16(int32_t v) { return v > INT16_MAX ? INT16_MAX : (v < INT16_MIN ? INT16_MIN : v); }
 static inline int32_t tess_smlad(uint32_t x, uint32_t y, int32_t acc) {
   return acc + (int16_t)(x & 0xFFFFu) * (int16_t)(y & 0xFFFFu) + (int16_t)(x >> 16) * (int16_t)(y >> 16);
 }

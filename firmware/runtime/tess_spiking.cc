@@ -101,7 +101,9 @@ void tess_spiking_step(const tess_spiking_t *layer, const tess_spiking_state_t *
   if (dense || !tess_fast_currents(layer, weights, x, scratch->acc, scratch->mask, scratch->packed)) {
     tess_spiking_currents(layer, weights, x, scratch->acc, dense);
   }
-  if (learn && layer->learning != nullptr) tess_spiking_traces(layer, state, x, t);
+  if (learn && layer->learning != nullptr && !tess_fast_traces(layer, state, x, t)) {
+    tess_spiking_traces(layer, state, x, t);
+  }
   if (!tess_fast_fire(layer, state, scratch->acc)) tess_spiking_fire(layer, state, scratch->acc);
 }
 

@@ -66,7 +66,9 @@ int8_t shift[kMaxChannels];
 struct Tally {
   uint32_t cases = 0, fast = 0, mismatches = 0;
 };
-Tally currents_tally, fire_tally, dw_tally, update_tally, readout_tally;
+Tally currents_tally, fire_tally, traces_tally, dw_tally, update_tally, readout_tally, rescale_tally;
+int32_t rescaled_ref[256], rescaled_fast[256];
+int16_t q_fast[kMaxMap], h_ref[kMaxMap], h_fast[kMaxMap];
 const char *first_mismatch = "";
 
 void check(Tally &tally, bool fast, const void *a, const void *b, uint32_t bytes, const char *what) {
@@ -183,6 +185,46 @@ void check_fire(void) {
   if (fast && memcmp(o_ref, o_fast, (size_t)layer.n) != 0) check(fire_tally, true, "a", "b", 1u, "fire o");
 }
 
+// tess_rescale_fast against tess_rescale, shifts biased to the class edges (1..3, 31..35).
+void check_rescale(void) {
+  for (int32_t i = 0; i < 256; ++i) {
+    static const int32_t kEdges[] = {1, 2, 3, 31, 32, 33, 34, 35};
+    const int32_t x = wide_value(), mult = chance(50) ? uniform(1 << 30, INT32_MAX) : wide_value();
+    const int32_t shift = chance(60) ? kEdges[next() % 8u] : uniform(1, 62);
+    rescaled_ref[i] = tess_rescale(x, mult, shift);
+    rescaled_fast[i] = tess_rescale_fast(x, mult, shift);
+  }
+  check(rescale_tally, true, rescaled_ref, rescaled_fast, sizeof(rescaled_ref), "rescale");
+}
+
+void check_traces(void) {
+  tess_spiking_t layer = random_layer();
+  tess_learning_t learning;
+  memset(&learning, 0, sizeof(learning));
+  learning.lambda_pre = chance(85) ? uniform(0, 32768) : uniform(-40000, 70000);
+  learning.lambda_post = chance(85) ? uniform(0, 32768) : uniform(-40000, 70000);
+  learning.alpha_post = chance(70) ? 1 : 0;
+  learning.trace_frac = uniform(0, 13);
+  layer.learning = &learning;
+  layer.threshold = uniform(0, 4096);
+  layer.psi_scale = chance(85) ? uniform(0, 65536) : uniform(0, 1 << 22);
+  fill_input(layer);
+  for (int32_t i = 0; i < layer.nin; ++i) q[i] = q_fast[i] = (int16_t)uniform(-32768, 32767);
+  for (int32_t n = 0; n < layer.n; ++n) {
+    h_ref[n] = h_fast[n] = (int16_t)uniform(-32768, 32767);
+    u_ref[n] = (int16_t)(chance(50) ? layer.threshold + uniform(-2100, 2100) : uniform(-32768, 32767));
+  }
+  const int32_t t = uniform(0, 2);
+  tess_spiking_state_t ref = {u_ref, nullptr, q, h_ref, nullptr, nullptr};
+  tess_spiking_state_t fast_state = {u_ref, nullptr, q_fast, h_fast, nullptr, nullptr};
+  tess_spiking_traces(&layer, &ref, input, t);
+  const bool fast = tess_fast_traces(&layer, &fast_state, input, t) != 0;
+  check(traces_tally, fast, q, q_fast, (uint32_t)layer.nin * 2u, "traces q");
+  if (fast && learning.alpha_post != 0 && memcmp(h_ref, h_fast, (size_t)layer.n * 2u) != 0) {
+    check(traces_tally, true, "a", "b", 1u, "traces h");
+  }
+}
+
 void check_dw(void) {
   tess_spiking_t layer = random_layer();
   tess_learning_t learning;
@@ -268,10 +310,12 @@ int main(void) {
     check_currents();
     check_readout();
     check_fire();
+    check_traces();
+    check_rescale();
     check_dw();
     check_update();
   }
-  const Tally *all[] = {&currents_tally, &readout_tally, &fire_tally, &dw_tally, &update_tally};
+  const Tally *all[] = {&currents_tally, &readout_tally, &fire_tally, &traces_tally, &rescale_tally, &dw_tally, &update_tally};
   uint32_t mismatches = 0;
   bool every_fast = true;
   for (const Tally *t : all) {
@@ -284,6 +328,8 @@ int main(void) {
   put_tally("currents", currents_tally);
   put_tally("readout", readout_tally);
   put_tally("fire", fire_tally);
+  put_tally("traces", traces_tally);
+  put_tally("rescale", rescale_tally);
   put_tally("dw", dw_tally);
   put_tally("update", update_tally);
   put(", \"mismatches\": ");
