@@ -4,7 +4,8 @@
 //    it is: (0 + r) >> 16 = 0 for any 16-bit draw r, so its draw is skipped
 //    (the generator is counter-based: draw k is the same whether or not draw
 //    k - 1 was taken);
-//  - rescale for shift >= 33 uses the high word only (tess_fire_fast.cc).
+//  - rescale for shift >= 33 uses the high word only (tess_fast.h);
+//  - channel by channel, so each channel's multiplier and shift are loaded once.
 #include "tess_fast.h"
 
 #include "tess_runtime.h"
@@ -14,13 +15,11 @@
 
 namespace {
 
-// The new weight for accumulator g (!= 0): clamp(w + floor((r - delta) / 2^16)).
-inline int8_t step_weight(int8_t w, int32_t g, int32_t mult, int32_t shift, uint32_t seed, uint32_t counter) {
-  const int32_t delta = tess_rescale_fast(g, mult, shift);
-  if (delta == 0) return w;
-  const int32_t random = (int32_t)(tess_random(seed, counter) & 0xFFFFu);
+// The new weight for a non-zero step delta: clamp(w + floor((r - delta) / 2^16), +-127), r the 16-bit draw.
+inline int8_t step_weight(int8_t w, int32_t delta, uint32_t draw) {
+  const int32_t random = (int32_t)(draw & 0xFFFFu);
   const int32_t step = delta > -0x7FFF0000 && delta < 0x7FFF0000 ? (random - delta) >> 16
-                                                                    : (int32_t)tess_sgd_step(delta, (uint32_t)random);
+                                                                    : (int32_t)tess_sgd_step(delta, draw);
   const int32_t value = w + step;
   return (int8_t)(value > TESS_WEIGHT_MAX ? TESS_WEIGHT_MAX : (value < -TESS_WEIGHT_MAX ? -TESS_WEIGHT_MAX : value));
 }
@@ -31,13 +30,16 @@ extern "C" {
 
 int32_t tess_fast_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
                          const int8_t *shift, uint32_t seed, uint32_t counter) {
-  int32_t co = 0;
-  for (int32_t i = 0; i < count; ++i) {
-    if (g[i] != 0) {
-      w[i] = step_weight(w[i], g[i], mult[co], shift[co], seed, counter + (uint32_t)i);
+  // Channel by channel: each channel's multiplier and shift class are decided once.
+  for (int32_t c = 0; c < channels; ++c) {
+    const int32_t m = mult[c], s = shift[c];
+    for (int32_t i = c; i < count; i += channels) {
+      if (g[i] == 0) continue;
+      const int32_t delta = s >= 33 ? ((int32_t)(((int64_t)g[i] * m) >> 32) + (1 << (s - 33))) >> (s - 32)
+                                    : tess_rescale_fast(g[i], m, s);
       g[i] = 0;
+      if (delta != 0) w[i] = step_weight(w[i], delta, tess_random(seed, counter + (uint32_t)i));
     }
-    if (++co == channels) co = 0;
   }
   return 1;
 }
