@@ -175,17 +175,20 @@ void pack_weights(const Geometry &g, const int8_t *weights, int32_t taps, int32_
 // The receptive field of (oy, ox) in tap order (kh, kw, ci), as int16 pairs.
 void pack_field(const Geometry &g, const int8_t *x, int32_t oy, int32_t ox, int32_t taps, uint32_t *field) {
   int16_t values[2 * kMaxPairs];
-  int32_t t = 0;
+  int16_t *v = values;
   for (int32_t kh = 0; kh < g.k; ++kh) {
     const int32_t iy = input_index(oy, kh, g.stride, g.pad_top);
     for (int32_t kw = 0; kw < g.k; ++kw) {
       const int32_t ix = input_index(ox, kw, g.stride, g.pad_left);
-      const bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+      if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+        for (int32_t c = 0; c < g.ci; ++c) *v++ = 0;
+        continue;
+      }
       const int8_t *pixel = x + (iy * g.w + ix) * g.ci;
-      for (int32_t c = 0; c < g.ci; ++c) values[t++] = inside ? pixel[c] : 0;
+      for (int32_t c = 0; c < g.ci; ++c) *v++ = pixel[c];
     }
   }
-  if (taps % 2 != 0) values[taps] = 0;
+  *v = 0;  // an odd last tap pairs with 0
   memcpy(field, values, (size_t)((taps + 1) / 2) * 4u);
 }
 
