@@ -155,3 +155,40 @@ def test_every_kind_of_bad_buffer_is_refused_and_changes_nothing(engines, tmp_pa
     payload[30] ^= 0x01
     assert run(binary, "load", corrupt(tmp_path, payload, "payload.bin")) == (7, "1")  # TESS_ERROR_CHECKSUM
     assert run(other, "load", state) == (6, "1")  # TESS_ERROR_OTHER_MODEL: another network's state
+
+
+STATUS_PROGRAM = r"""
+#include <cstdio>
+#include <vector>
+#include "tess_engine.h"
+
+// The status of every tess_model_* call on bad arguments, and that a refused step changes nothing.
+int main() {
+  std::vector<int8_t> input(TESS_INPUT_SIZE, 1);
+  int32_t predicted = 0;
+  uint32_t value = 0;
+  const int32_t *logits = nullptr;
+  tess_model_reset(&tess_model);
+  const int before = tess_model_step(&tess_model, input.data(), TESS_NUM_CLASSES);  // a label out of range
+  const int below = tess_model_step(&tess_model, input.data(), -2);
+  const bool unchanged = tess_model.t == 0;
+  std::printf("%d %d %d %d %d %d %d %d %d %d %d %d %d\n", before, below, unchanged ? 1 : 0,
+              tess_model_step(&tess_model, nullptr, 0), tess_model_step(nullptr, input.data(), 0),
+              tess_model_step(&tess_model, input.data(), 0), tess_model_step(&tess_model, input.data(), -1),
+              tess_model_predict(&tess_model, nullptr), tess_model_predict(&tess_model, &predicted),
+              tess_model_logits(&tess_model, &logits), tess_model_synaptic_events(&tess_model, TESS_NUM_LAYERS, input.data(), &value),
+              tess_model_synaptic_events(&tess_model, 0, input.data(), &value), tess_model_state_hash(nullptr, &value));
+  return 0;
+}
+"""
+
+
+def test_every_model_call_reports_bad_arguments(tmp_path):
+    """A label outside [-1, classes) is refused (TESS_ERROR_LABEL, nothing runs), NULLs give TESS_ERROR_NULL,
+    a layer out of range TESS_ERROR_LAYER; good calls return TESS_OK."""
+    spec = spec_of(small_model())
+    codegen.write_engine(spec, tmp_path)
+    (tmp_path / "status.cc").write_text(STATUS_PROGRAM)
+    binary = hostbuild.compile_engine(tmp_path, [tmp_path / "status.cc"], tmp_path / "status", hostbuild.host_flags())
+    out = subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout.split()
+    assert [int(v) for v in out] == [8, 8, 1, 1, 1, 0, 0, 1, 0, 0, 9, 0, 1]
