@@ -277,7 +277,8 @@ def markdown(rows, goal_rows, settings):
         "# Accuracy benchmark (mcu network)", "",
         f"Measured {settings['date']} on {settings['machine']}; settings: epochs {settings['epochs'] or 'recipe'}, "
         f"seeds requested {settings['seeds']} (the seeds column counts those measured), training samples "
-        f"{settings['limit_train'] or 'all'} (stratified subset; validation and test in full), validation protocol in the "
+        f"{(str(settings['limit_train']) + ' (a stratified subset)') if settings['limit_train'] else 'all of the training split'}"
+        f" (validation and test splits in full), validation protocol in the "
         f"training loop: {settings['validation_protocol']}. Seconds per epoch leave out the first epoch (tracing) "
         f"and were measured on a CPU shared with other jobs.", "",
         "| dataset | configuration | T | epochs | seeds | test accuracy % (mean ± std) | best-validation epoch | s / epoch |",
