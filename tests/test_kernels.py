@@ -70,6 +70,9 @@ MUTATIONS = [
     ("tess_fast.h", "rounded = lo + (1u << (shift - 1))", "rounded = lo + (1u << (shift - 1)) + 1u", "rescale"),
     ("tess_dw_fast.cc", "a3 += (int64_t)post[3] * xv;", "a3 += (int64_t)post[3] * xv + 1;", "dw"),
     ("tess_update_fast.cc", "(random - delta) >> 16", "(random - delta + 1) >> 16", "update"),
+    ("tess_update_fast.cc", "& 0xFFFFu) - delta) >> 16)", "& 0xFFFFu) - delta + 1) >> 16)", "update"),
+    ("tess_update_fast.cc", "uint32_t position = seed + (counter + (uint32_t)c) * TESS_RANDOM_STEP;",
+     "uint32_t position = seed + (counter + (uint32_t)c + 1u) * TESS_RANDOM_STEP;", "update"),
 ]
 
 

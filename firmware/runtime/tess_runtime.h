@@ -98,8 +98,9 @@ static inline void tess_softmax_error(const int32_t *z, int32_t n, int32_t label
 }
 
 /* Counter-based generator: lowbias32(seed + k * 0x9E3779B9) for k = 0, 1, 2... */
-static inline uint32_t tess_random(uint32_t seed, uint32_t counter) {
-  uint32_t x = seed + counter * 0x9E3779B9u;
+#define TESS_RANDOM_STEP 0x9E3779B9u
+/* The lowbias32 mix of a generator position x = seed + k * TESS_RANDOM_STEP. */
+static inline uint32_t tess_mix32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7FEB352Du;
   x ^= x >> 15;
@@ -107,6 +108,8 @@ static inline uint32_t tess_random(uint32_t seed, uint32_t counter) {
   x ^= x >> 16;
   return x;
 }
+
+static inline uint32_t tess_random(uint32_t seed, uint32_t counter) { return tess_mix32(seed + counter * TESS_RANDOM_STEP); }
 
 /*
  * Stochastic rounding of an SGD step: value - delta with delta in Q16 of one

@@ -30,15 +30,46 @@ extern "C" {
 
 int32_t tess_fast_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
                          const int8_t *shift, uint32_t seed, uint32_t counter) {
-  // Channel by channel: each channel's multiplier and shift class are decided once.
+  // Channel by channel: each channel's multiplier and shift class are decided once, and the
+  // generator position seed + (counter + i) * step advances by channels * step.
+  const uint32_t advance = (uint32_t)channels * TESS_RANDOM_STEP;
   for (int32_t c = 0; c < channels; ++c) {
     const int32_t m = mult[c], s = shift[c];
-    for (int32_t i = c; i < count; i += channels) {
+    uint32_t position = seed + (counter + (uint32_t)c) * TESS_RANDOM_STEP;
+    if (s >= 33) {  // |delta| < 2^30: (r - delta) >> 16 in int32
+      const int32_t round = 1 << (s - 33), down = s - 32;
+      for (int32_t i = c; i < count; i += channels, position += advance) {
+        const int32_t gi = g[i];
+        if (gi == 0) continue;
+        g[i] = 0;
+        const int32_t delta = ((int32_t)(((int64_t)gi * m) >> 32) + round) >> down;
+        if (delta == 0) continue;
+        const int32_t value = w[i] + (((int32_t)(tess_mix32(position) & 0xFFFFu) - delta) >> 16);
+        w[i] = (int8_t)(value > TESS_WEIGHT_MAX ? TESS_WEIGHT_MAX : (value < -TESS_WEIGHT_MAX ? -TESS_WEIGHT_MAX : value));
+      }
+      continue;
+    }
+    if (s >= 1 && s <= 31) {  // round into the low word, join the words, saturate (tess_rescale_fast)
+      const uint32_t round = 1u << (s - 1);
+      for (int32_t i = c; i < count; i += channels, position += advance) {
+        const int32_t gi = g[i];
+        if (gi == 0) continue;
+        g[i] = 0;
+        const int64_t product = (int64_t)gi * m;
+        const uint32_t lo = (uint32_t)product, rounded = lo + round;
+        const int32_t hi = (int32_t)(product >> 32) + (rounded < lo ? 1 : 0);
+        const int32_t top = hi >> (s - 1);
+        const int32_t delta = top == 0 || top == -1 ? (int32_t)(((uint32_t)hi << (32 - s)) | (rounded >> s))
+                                                    : (hi < 0 ? INT32_MIN : INT32_MAX);
+        if (delta != 0) w[i] = step_weight(w[i], delta, tess_mix32(position));
+      }
+      continue;
+    }
+    for (int32_t i = c; i < count; i += channels, position += advance) {
       if (g[i] == 0) continue;
-      const int32_t delta = s >= 33 ? ((int32_t)(((int64_t)g[i] * m) >> 32) + (1 << (s - 33))) >> (s - 32)
-                                    : tess_rescale_fast(g[i], m, s);
+      const int32_t delta = tess_rescale_fast(g[i], m, s);
       g[i] = 0;
-      if (delta != 0) w[i] = step_weight(w[i], delta, tess_random(seed, counter + (uint32_t)i));
+      if (delta != 0) w[i] = step_weight(w[i], delta, tess_mix32(position));
     }
   }
   return 1;

@@ -256,6 +256,13 @@ void check_update(void) {
   for (int32_t c = 0; c < channels; ++c) {
     mult[c] = chance(50) ? uniform(1 << 30, INT32_MAX) : wide_value();
     shift[c] = (int8_t)(chance(30) ? uniform(31, 34) : uniform(1, 62));
+    if (chance(30)) {  // steps of a few LSB, where the stochastic rounding decides: below shift 32 ...
+      mult[c] = uniform(1, 1 << 16);
+      shift[c] = (int8_t)uniform(20, 31);
+    } else if (chance(40)) {  // ... and as exported learning rates give them (shift 40..50)
+      mult[c] = uniform(1 << 30, INT32_MAX);
+      shift[c] = (int8_t)uniform(40, 50);
+    }
   }
   for (int32_t i = 0; i < count; ++i) {
     g_ref[i] = g_fast[i] = chance(20) ? 0 : wide_value();
