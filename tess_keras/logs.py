@@ -14,7 +14,7 @@ fails, so no error is ever hidden.
 
 import contextlib
 import importlib.abc
-import importlib.machinery
+import importlib.util
 import logging
 import os
 import sys
@@ -57,8 +57,8 @@ class _QuietImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
             return None
-        sys.meta_path.remove(self)  # once is enough; and lets the real finders answer
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        sys.meta_path.remove(self)  # once is enough; the other finders answer as they would have
+        spec = importlib.util.find_spec(name)
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec
