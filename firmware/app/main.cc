@@ -336,13 +336,14 @@ void print_profile(bool measured) {
     }
 }
 
-// The learned state, saved to RAM: it survives tess_clear_state (what a reset
-// does to the learned weights), not a power cycle. Real boards keep it in RAM
-// too (see README, "Learning that survives a reset").
+// The learned state is serialised here, then kept by tess_platform_store: in
+// a flash area on the real boards (it survives a reset and a power cycle), in
+// this buffer itself in QEMU and on the host.
 uint8_t saved_state[TESS_STATE_BYTES];
 
 struct Reload {
     int32_t save_status = -1;
+    int32_t store_status = -1;  // tess_platform_store (non-zero: reloaded from the RAM copy instead)
     int32_t corrupt_status = -1;  // loading the state with one bit flipped
     int32_t load_status = -1;
     uint32_t cleared_hash = 0;
@@ -350,12 +351,14 @@ struct Reload {
     int32_t correct_reloaded = -1;
 };
 
-// Saves the learned state, clears the model, checks that a corrupted copy is
-// refused (and changes nothing), loads the state back and measures again.
+// Saves and stores the learned state, clears the model, checks that a
+// corrupted copy is refused (and changes nothing), loads the stored state back
+// and measures again.
 Reload save_clear_load(void) {
     Reload reload;
     uint32_t written = 0;
     reload.save_status = tess_save_state(saved_state, sizeof(saved_state), &written);
+    reload.store_status = tess_platform_store(saved_state, written);
     tess_clear_state();
     reload.cleared_hash = tess_state_hash();
     saved_state[TESS_STATE_BYTES / 2] ^= 0x10u;
@@ -364,7 +367,13 @@ Reload save_clear_load(void) {
     if (tess_state_hash() != reload.cleared_hash) {
         reload.corrupt_status = -2;  // a refused load changed the model
     }
-    reload.load_status = tess_load_state(saved_state, written);
+    uint32_t stored_bytes = written;
+    const uint8_t *stored = reload.store_status == 0 ? tess_platform_stored(&stored_bytes) : nullptr;
+    if (stored == nullptr) {  // the storage failed: the RAM copy still shows the engine's side
+        stored = saved_state;
+        stored_bytes = written;
+    }
+    reload.load_status = tess_load_state(stored, stored_bytes);
     reload.reloaded_hash = tess_state_hash();
     reload.correct_reloaded = evaluate(false);
     return reload;
@@ -416,6 +425,7 @@ int main(void) {
     line.hex("state_hash", state_hash);
     line.integer("state_bytes", TESS_STATE_BYTES);
     line.integer("save_status", reload.save_status);
+    line.integer("store_status", reload.store_status);
     line.integer("corrupt_load_status", reload.corrupt_status);
     line.integer("load_status", reload.load_status);
     line.hex("cleared_state_hash", reload.cleared_hash);

@@ -38,6 +38,19 @@ const char *tess_platform_board(void);
 // Deepest stack use so far in bytes (0 where it cannot be measured).
 uint32_t tess_platform_stack_used(void);
 
+// Keeps `size` bytes (the engine's saved state) where a reset does not reach
+// them: a reserved flash area on the real boards (memory.ld's STORAGE region,
+// erased and programmed, then read in place); in QEMU and on the host, where
+// nothing outlives the process anyway, the caller's RAM buffer itself (no
+// copy: the buffer must stay untouched until it is read back).
+// Returns 0, or non-zero when the data does not fit or the flash reports an
+// erase or programming error.
+int32_t tess_platform_store(const uint8_t *data, uint32_t size);
+
+// What the last tess_platform_store kept (its size in *size), or NULL when
+// nothing is stored (a blank flash area).
+const uint8_t *tess_platform_stored(uint32_t *size);
+
 #ifdef __cplusplus
 }
 #endif
