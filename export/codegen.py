@@ -7,6 +7,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from tess_keras.export import layers
 from tess_keras.export.spec import FlattenSpec, PoolSpec, ReadoutSpec, SpikingSpec, U_FRAC
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -63,26 +64,8 @@ def _lsg_bits(sign):
 
 
 def layer_summary(layer):
-    if isinstance(layer, SpikingSpec):
-        geometry = (
-            f"{layer.kernel_size}x{layer.kernel_size}/{layer.stride} pad {layer.pad}" if layer.kind == "conv" else "dense"
-        )
-        source = "int8 input" if layer.analog_input else "spikes"
-        lsg = f"LSG after {layer.lsg_from}" if layer.lsg_from else "LSG on its own spikes"
-        learns = (
-            f"learns (q trace Q{15 - layer.trace_frac}.{layer.trace_frac}, alpha_post {layer.alpha_post}, {lsg})"
-            if layer.learn
-            else "frozen"
-        )
-        return (
-            f"{layer.name}: LIF {layer.kind} {geometry}, {list(layer.in_shape)} -> {list(layer.out_shape)} "
-            f"from {source}, {learns}"
-        )
-    if isinstance(layer, PoolSpec):
-        return f"{layer.name}: max pool {layer.pool}/{layer.stride}, {list(layer.in_shape)} -> {list(layer.out_shape)}"
-    if isinstance(layer, FlattenSpec):
-        return f"{layer.name}: flatten {list(layer.in_shape)} -> {list(layer.out_shape)} (no-op, HWC order)"
-    return f"{layer.name}: linear readout {layer.in_size} -> {layer.num_classes}, {'learns' if layer.learn else 'frozen'}"
+    """One line naming the layer, its kind, shapes and whether it learns (each kind's ``describe``)."""
+    return layers.for_spec(layer).describe(layer)
 
 
 def _pool_context(layer, index=0):
