@@ -2,10 +2,11 @@
 
 Each module (``conv``, ``dense``, ``maxpool``, ``flatten``, ``readout``) holds its
 kind's integer spec, its lowering from the Keras layer, its golden step and buffers,
-its memory row and its part of the TFLite-Micro step graph, as a ``LayerKind``
-(``base``). The drivers (``spec.build_spec``, ``golden.GoldenEngine``,
-``budget.engine_rows``, ``tflm.StepGraph``) loop over the layers and dispatch here.
-A new kind is a module with a ``LayerKind`` and one entry in ``KINDS``.
+its memory row, its part of the TFLite-Micro step graph and of the generated engine,
+as a ``LayerKind`` (``base``). The drivers (``spec.build_spec``, ``golden.GoldenEngine``,
+``budget.engine_rows``, ``tflm.StepGraph``, ``codegen.engine_context``) loop over the
+layers and dispatch here. A new kind is a module with a ``LayerKind`` and one entry
+in ``KINDS``.
 """
 
 from tess_keras.export.layers import conv, dense, flatten, maxpool, readout

@@ -4,12 +4,14 @@ A kind (``LayerKind``) is everything the exporter knows about one kind of layer:
 a Keras layer of that kind lowers to its integer spec (``spec.build_spec``), its step
 in the golden model (``golden.GoldenEngine``), its buffers, its row of the memory
 budget (``budget.engine_rows``) and its part of the TFLite-Micro step graph
-(``tflm.StepGraph``). Those drivers loop over the layers and call the kind's methods;
-the registry (``tess_keras.export.layers``) maps a kind's name to its instance.
+(``tflm.StepGraph``) and its part of the generated engine (``codegen.engine_context``).
+Those drivers loop over the layers and call the kind's methods; the registry
+(``tess_keras.export.layers``) maps a kind's name to its instance.
 """
 
 import abc
 import dataclasses
+import re
 
 
 class ExportError(Exception):
@@ -58,6 +60,12 @@ class BudgetRow:
     flash: int
     ram: int
     detail: str
+
+
+def c_name(name):
+    """``name`` as a C identifier (the prefix of a layer's symbols in the generated engine)."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return name if not name[0].isdigit() else "l_" + name
 
 
 def window_output(size, window, stride, padding):
@@ -166,3 +174,25 @@ class LayerKind(abc.ABC):
         """One float time step on ``h``: ``(output, new_state)``; ``state`` and ``new_state``
         are ``(u, o)`` for a layer with a state shape, else None."""
         return block(h), None
+
+    # -- generated engine (codegen.engine_context) -------------------------------------
+    def engine_defaults(self, spec):
+        """Template values the engine templates read even when ``spec`` has no layer of this
+        kind (empty lists, sizes' floors, False flags); ``engine_context`` adds to them."""
+        return {}
+
+    @abc.abstractmethod
+    def engine_context(self, layer, gen):
+        """The layer's part of the generated engine, added to the walk ``gen``
+        (``codegen.EngineWalk``): its template values, its calls of ``tess_step`` (which
+        read ``gen.current``), its named buffers, and ``gen.current`` for the next layer.
+        Returns the layer's template values (None for a layer without code)."""
+
+    def buffer_names(self, layer):
+        """``(step, grad, weight)``: names of the buffers the host harness writes for the
+        layer after every step, and after a learning sample (accumulators, parameters)."""
+        return [], [], []
+
+    def c_symbol(self, layer):
+        """The C identifier that prefixes the layer's symbols in the generated engine."""
+        return c_name(layer.name)

@@ -92,5 +92,42 @@ class ConvKind(SpikingKind):
 
         return tf.nn.conv2d(h, kernel, block.strides, block.padding.upper())
 
+    # -- generated engine -------------------------------------------------------------
+    def engine_defaults(self, spec):
+        return dict(super().engine_defaults(spec), any_conv_learn=False)
+
+    def engine_geometry(self, layer):
+        h, w, ci = layer.in_shape
+        oh, ow, _ = layer.out_shape
+        return dict(H=h, W=w, CI=ci, OH=oh, OW=ow, K=layer.kernel_size, S=layer.stride, PT=layer.pad[0],
+                    PL=layer.pad[1])
+
+    def engine_taps(self, layer):
+        return layer.kernel_size**2 * layer.in_shape[2]
+
+    def engine_mask_words(self, layer):
+        h, w, ci = layer.in_shape
+        return h * w * ((ci + 31) // 32)
+
+    def engine_lsg_cells(self, layer):
+        """Also the first/last cell row (column) of every map row (column) and each cell's
+        weight L / area (adaptive windows, possibly overlapping)."""
+        values = super().engine_lsg_cells(layer)
+
+        def spans(windows, size):
+            inside = [[i for i, (a, b) in enumerate(windows) if a <= y < b] for y in range(size)]
+            return [min(cells) for cells in inside], [max(cells) for cells in inside]
+
+        values["rlo"], values["rhi"] = spans(layer.lsg_rows, values["LH"])
+        values["clo"], values["chi"] = spans(layer.lsg_cols, values["LW"])
+        values["cell_weight"] = [int(v) for v in np.asarray(layer.lsg_weight).ravel()]
+        return values
+
+    def engine_context(self, layer, gen):
+        values = super().engine_context(layer, gen)
+        if layer.learn:
+            gen.values["any_conv_learn"] = True
+        return values
+
 
 KIND = ConvKind()

@@ -38,5 +38,15 @@ class DenseKind(SpikingKind):
 
         return tf.matmul(h, kernel)
 
+    # -- generated engine -------------------------------------------------------------
+    def engine_geometry(self, layer):
+        return {}
+
+    def engine_taps(self, layer):
+        return layer.num_inputs
+
+    def engine_mask_words(self, layer):
+        return (layer.num_inputs + 31) // 32
+
 
 KIND = DenseKind()

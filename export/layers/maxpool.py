@@ -110,5 +110,27 @@ class MaxPoolKind(LayerKind):
         n = int(np.prod(layer.out_shape))
         return BudgetRow(layer.name, 0, n, f"output spikes {n} B")
 
+    # -- generated engine -------------------------------------------------------------
+    def engine_defaults(self, spec):
+        return {"pools": []}
+
+    def template_values(self, layer, index):
+        """The pool's template values (``index``: its place among the pools, ``kPools``); a
+        learning layer whose LSG reads the pool's output holds them too (``block``)."""
+        h, w, ch = layer.in_shape
+        oh, ow, _ = layer.out_shape
+        return dict(
+            name=layer.name, c=self.c_symbol(layer), index=index, summary=self.describe(layer),
+            N=int(np.prod(layer.out_shape)), H=h, W=w, C=ch, OH=oh, OW=ow, PH=layer.pool[0], PW=layer.pool[1],
+            SH=layer.stride[0], SW=layer.stride[1], PT=layer.pad[0], PL=layer.pad[1],
+        )
+
+    def engine_context(self, layer, gen):
+        pool = self.template_values(layer, gen.ordinal(layer.name))
+        gen.append("pools", pool)
+        gen.call("TESS_CALL_POOL", pool["index"], f"{pool['c']}_step({gen.current})")
+        gen.output(f"{pool['c']}_out", ("TESS_SOURCE_POOL", pool["index"]))
+        return pool
+
 
 KIND = MaxPoolKind()

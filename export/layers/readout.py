@@ -182,5 +182,39 @@ class ReadoutKind(LayerKind):
             h = h + bias
         return h, None
 
+    # -- generated engine -------------------------------------------------------------
+    def engine_context(self, layer, gen):
+        c = self.c_symbol(layer)
+        classes = gen.spec.num_classes
+        readout = dict(
+            c=c,
+            summary=self.describe(layer),
+            learn=layer.learn,
+            NIN=layer.in_size,
+            weights=layer.weights.ravel().tolist(),
+            bias=layer.bias,
+            logit_mult=layer.logit_mult,
+            logit_shift=layer.logit_shift,
+            update_mult=layer.update_mult,
+            update_shift=layer.update_shift,
+        )
+        gen.values.update(R=readout, readout_layer=gen.layer_index, logit_scale=layer.weight_scale)
+        gen.call("TESS_CALL_READOUT", 0, f"{c}_step({gen.current}, learn, label)")
+        gen.buffer(f"{layer.name}.w", f"{c}_w", len(readout["weights"]), 1)
+        gen.buffer(f"{layer.name}.b", f"{c}_b", classes, 4)
+        if layer.learn:
+            gen.buffer(f"{layer.name}.g", f"{c}_g", len(readout["weights"]), 4)
+            gen.buffer(f"{layer.name}.gb", f"{c}_gb", classes, 4)
+        # The network's output: this step's logits and their sum over the sample.
+        gen.buffer("logits", "tess_step_logits", classes, 4)
+        gen.buffer("logit_sum", "tess_logit_sum", classes, 4)
+        gen.at_least("max_neurons", classes)  # it sums its logits in tess_acc
+        gen.at_least("max_mask_words", (layer.in_size + 31) // 32)  # its spike input, packed 32 a word
+        return readout
+
+    def buffer_names(self, layer):
+        learned = ([f"{layer.name}.g", f"{layer.name}.gb"], [f"{layer.name}.w", f"{layer.name}.b"])
+        return (["logits", "logit_sum"], *(learned if layer.learn else ([], [])))
+
 
 KIND = ReadoutKind()

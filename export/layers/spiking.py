@@ -3,7 +3,7 @@ membrane and TESS learning in the golden model, the memory row and the float ste
 
 ``conv`` and ``dense`` subclass ``SpikingKind`` with their geometry: the output shape
 and LSG cells, the input columns of one output (``columns``), the learning signal and
-the float current.
+the float current. Its part of the generated engine is ``spiking_engine.SpikingEngine``.
 """
 
 import abc
@@ -32,6 +32,7 @@ from tess_keras.export.layers.fixed_point import (
     stochastic_round_update,
     to_q,
 )
+from tess_keras.export.layers.spiking_engine import SpikingEngine
 
 SPIKE_GAIN = 1000.0  # the float step graph's spike: relu6(K (u - v_th)) / 6
 
@@ -119,7 +120,7 @@ def _multipliers(channels):
     return channels * 5  # int32 mult + int8 shift
 
 
-class SpikingKind(LayerKind):
+class SpikingKind(SpikingEngine, LayerKind):
     """A LIF layer with weights: u = gamma (u - r o) + I, o = u >= v_th, learning by TESS."""
 
     spec_type = SpikingSpec
