@@ -21,7 +21,7 @@ def engine_rows(spec):
     learning = [layer for layer in spec.spiking if layer.learn]
     scratch = 4 * max([layer.num_neurons for layer in spec.spiking] + [spec.num_classes]) + 8 * spec.num_classes
     if learning:
-        scratch += 8 * max(layer.num_neurons for layer in learning)
+        scratch += 4 * max(layer.num_neurons for layer in learning)  # (e_pre, e_post) int16 pairs
         scratch += 4 * max(layer.lsg_size for layer in learning)
         scratch += 8 * max(layer.out_channels for layer in learning)
     rows.append(BudgetRow("scratch", 0, scratch, "accumulators, learning signals, softmax"))

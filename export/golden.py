@@ -79,6 +79,12 @@ class GoldenEngine:
         self.counter += count
         return random
 
+    def draw_pairs(self, count):
+        """Rounding draws of ``count`` weights, two per draw (``tess_sgd_update``): weight i
+        takes the 16-bit half i % 2 (low, high) of draw i // 2."""
+        random = self.draw((count + 1) // 2)
+        return np.stack([random & 0xFFFF, random >> 16], axis=1).ravel()[:count]
+
     # -- one time step -------------------------------------------------------------
     def step(self, x, labels=None):
         """One time step (``tess_step``). ``x``: int8 [batch, *input_shape];

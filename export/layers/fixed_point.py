@@ -17,7 +17,8 @@ LOGIT_FRAC = 12  # softmax inputs Q19.12
 UPDATE_FRAC = 16  # pending update in weight LSB, Q16, before stochastic rounding
 SURROGATE_SCALE = 0.3
 WEIGHT_MAX = 127
-GRAD_SHIFT = 5  # (Q15 error x Q-F trace) >> 5 into the int32 accumulator
+GRAD_SHIFT = 16  # default shift of a step's dW sums into the int16 accumulators (the export sizes its own)
+GRAD_BOUND_BITS = 30  # |e q| of one position below which a learning layer's dW shift is sized
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 LOG2E_Q12 = 5909  # log2(e) in Q12
@@ -58,6 +59,28 @@ def quantize_multiplier(real):
 
 def quantize_multipliers(reals):
     pairs = [quantize_multiplier(r) for r in np.asarray(reals, np.float64).ravel()]
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+
+
+def quantize_multiplier16(real):
+    """``real ≈ mult * 2**-shift`` with ``mult`` < 2**15 and shift <= 31 where ``real`` allows, so
+    that an int16 value times ``mult`` plus the rounding fits int32 (the update of the int16
+    dW accumulators: ``tess_update_fast.cc``); else ``quantize_multiplier``'s."""
+    real = float(real)
+    if real <= 0.0 or not math.isfinite(real):
+        return quantize_multiplier(real)
+    shift = 14 - math.floor(math.log2(real))
+    mult = round(real * 2.0**shift)
+    if mult >= 2**15:
+        mult //= 2
+        shift -= 1
+    if not 1 <= shift <= 31:
+        return quantize_multiplier(real)
+    return int(mult), int(shift)
+
+
+def quantize_multipliers16(reals):
+    pairs = [quantize_multiplier16(r) for r in np.asarray(reals, np.float64).ravel()]
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 

@@ -126,7 +126,7 @@ class ReadoutKind(LayerKind):
         delta = rescale(grad.ravel(), layer.update_mult, layer.update_shift)
         w = engine.weights[layer.name]
         engine.weights[layer.name] = stochastic_round_update(
-            w.ravel(), delta, engine.draw(grad.size), -WEIGHT_MAX, WEIGHT_MAX, engine.rounding
+            w.ravel(), delta, engine.draw_pairs(grad.size), -WEIGHT_MAX, WEIGHT_MAX, engine.rounding
         ).reshape(w.shape)
         delta = rescale(engine.bias_grad, layer.update_mult, layer.update_shift)
         engine.bias = stochastic_round_update(

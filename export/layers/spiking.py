@@ -15,6 +15,7 @@ import numpy as np
 from tess_keras.export.layers import maxpool
 from tess_keras.export.layers.base import BudgetRow, ExportError, LayerKind
 from tess_keras.export.layers.fixed_point import (
+    GRAD_BOUND_BITS,
     GRAD_SHIFT,
     LOGIT_FRAC,
     Q15,
@@ -25,6 +26,7 @@ from tess_keras.export.layers.fixed_point import (
     psi_q15,
     quantize_multiplier,
     quantize_multipliers,
+    quantize_multipliers16,
     rescale,
     round_shift,
     sat16,
@@ -64,7 +66,7 @@ class SpikingSpec:
     alpha_pre: int = 1
     alpha_post: int = 1
     trace_frac: int = 13
-    grad_shift: int = GRAD_SHIFT
+    grad_shift: int = GRAD_SHIFT  # per-step dW sums -> int16 accumulators (the export's: _grad_shift)
     lsg_pool: int = 1
     lsg_from: str = None  # name of the PoolSpec whose output the LSG reads (lsg_source "block"); None: own spikes
     lsg_shape: tuple = None  # shape of the spike map the LSG pools (out_shape, or the pool's out_shape)
@@ -114,6 +116,14 @@ def _trace_frac(max_input, lambda_pre_q15):
     largest = max_input / (1.0 - lam) + 1.0
     frac = int(math.floor(math.log2(32767.0 / largest)))
     return max(0, min(frac, 14))
+
+
+def _grad_shift(positions):
+    """The shift of a learning layer's per-step dW sums into its int16 accumulators: a position
+    adds |e q| <= 2**GRAD_BOUND_BITS (int16 e and q, which the traces and the learning signal
+    rarely approach), so a step's sum over ``positions`` stays within 2**14 of the int16
+    accumulator, which keeps one bit for the sum over the sample's steps."""
+    return max(1, GRAD_BOUND_BITS + math.ceil(math.log2(positions)) - 14)
 
 
 def _multipliers(channels):
@@ -217,10 +227,11 @@ class SpikingKind(SpikingEngine, LayerKind):
             spec.lsg_sign = sign
             # Cell sums are weighted by L / area, so 1/(n*L) turns them into B's 1/n times the average.
             spec.lsg_mult, spec.lsg_shift = quantize_multiplier((1 << LOGIT_FRAC) / (n * spec.lsg_norm))
-            # acc unit: 2**-(15 + F - GRAD_SHIFT) input units, times 1/(n*L) (B and poolᵀ with the cell
+            spec.grad_shift = _grad_shift(int(np.prod(out_shape[:-1])))
+            # acc unit: 2**-(15 + F - grad_shift) input units, times 1/(n*L) (B and poolᵀ with the cell
             # weights), in weights of scale w_scale; pending update in Q16 weight LSB.
-            acc_real = in_unit / (n * spec.lsg_norm) * 2.0 ** -(Q15 + spec.trace_frac - GRAD_SHIFT)
-            spec.update_mult, spec.update_shift = quantize_multipliers(
+            acc_real = in_unit / (n * spec.lsg_norm) * 2.0 ** -(Q15 + spec.trace_frac - spec.grad_shift)
+            spec.update_mult, spec.update_shift = quantize_multipliers16(
                 ctx.learning_rate * acc_real / w_scale * (1 << UPDATE_FRAC)
             )
         return spec
@@ -261,13 +272,15 @@ class SpikingKind(SpikingEngine, LayerKind):
         return rescale(acc, layer.current_mult, layer.current_shift)
 
     def accumulate(self, engine, layer, x, q, e_pre, e_post):
+        """dW = sat16(dW + sat16(round(step / 2**grad_shift))) with the exact step
+        e_pre (x) q + e_post (x) x 2**F summed over the output positions."""
         scale_x = x * (1 << layer.trace_frac)
         q_cols, x_cols = self.columns(layer, q), self.columns(layer, scale_x)
         rows = q_cols.shape[-1]
         step = q_cols.reshape(-1, rows).T @ e_pre.reshape(-1, layer.out_channels).astype(np.float64)
         step += x_cols.reshape(-1, rows).T @ e_post.reshape(-1, layer.out_channels).astype(np.float64)
         step = exact(step).reshape(layer.weights.shape)
-        engine.grads[layer.name] = sat32(engine.grads[layer.name] + (step >> layer.grad_shift))
+        engine.grads[layer.name] = sat16(engine.grads[layer.name] + sat16(round_shift(step, layer.grad_shift)))
 
     def golden_step(self, engine, layer, x, labels):
         name = layer.name
@@ -291,9 +304,10 @@ class SpikingKind(SpikingEngine, LayerKind):
             else:  # the block output: after the max-pool, back through its first-max routing
                 pool = engine.layers_by_name[layer.lsg_from]
                 g = maxpool.max_pool_route(pool, o, self.learning_signal(engine, layer, maxpool.max_pool(pool, o), labels))
-            e_pre = layer.alpha_pre * round_shift(g * psi_q15(u, layer.threshold, layer.psi_scale), Q15)
+            # e_pre and e_post saturate to int16: the correlation multiplies int16 pairs.
+            e_pre = sat16(layer.alpha_pre * round_shift(g * psi_q15(u, layer.threshold, layer.psi_scale), Q15))
             if layer.alpha_post:
-                e_post = layer.alpha_post * round_shift(g * engine.h[name], Q15)
+                e_post = sat16(layer.alpha_post * round_shift(g * engine.h[name], Q15))
             else:
                 e_post = np.zeros_like(e_pre)
             self.accumulate(engine, layer, x, engine.q[name], e_pre, e_post)
@@ -305,7 +319,7 @@ class SpikingKind(SpikingEngine, LayerKind):
         delta = rescale(grad.ravel(), layer.update_mult[channel], layer.update_shift[channel])
         w = engine.weights[layer.name]
         engine.weights[layer.name] = stochastic_round_update(
-            w.ravel(), delta, engine.draw(grad.size), -WEIGHT_MAX, WEIGHT_MAX, engine.rounding
+            w.ravel(), delta, engine.draw_pairs(grad.size), -WEIGHT_MAX, WEIGHT_MAX, engine.rounding
         ).reshape(w.shape)
 
     def learned_bytes(self, engine, layer):
@@ -321,7 +335,7 @@ class SpikingKind(SpikingEngine, LayerKind):
         return out
 
     def grad_buffers(self, engine, layer):
-        return {f"{layer.name}.g": engine.grads[layer.name].astype(np.int32)} if layer.learn else {}
+        return {f"{layer.name}.g": engine.grads[layer.name].astype(np.int16)} if layer.learn else {}
 
     def weight_buffers(self, engine, layer):
         return {f"{layer.name}.w": engine.weights[layer.name].astype(np.int8)} if layer.learn else {}
@@ -334,9 +348,9 @@ class SpikingKind(SpikingEngine, LayerKind):
         ram = 2 * n + n  # u int16, o uint8
         parts = [f"{weights} int8 weights ({'RAM + flash image' if layer.learn else 'flash'})", f"u/o {3 * n} B"]
         if layer.learn:
-            ram += weights + 4 * weights + 2 * nin
+            ram += weights + 2 * weights + 2 * nin
             flash += _multipliers(co) + layer.lsg_sign.shape[0] * ((layer.lsg_size + 7) // 8)
-            parts += [f"dW {4 * weights} B", f"q {2 * nin} B"]
+            parts += [f"dW {2 * weights} B", f"q {2 * nin} B"]
             if layer.alpha_post:
                 ram += 2 * n
                 parts.append(f"h {2 * n} B")

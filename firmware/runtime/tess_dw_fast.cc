@@ -1,63 +1,116 @@
-// tess_dw_fast.cc: the conv layers' dW correlation (tess_dw.cc), exactly the
-// reference's int64 arithmetic, reordered: for each weight row (kh, kw, ci) the
-// positions whose trace or input is non-zero are listed once (16 at a time),
+// tess_dw_fast.cc: the conv layers' dW correlation (tess_dw.cc), bit-exact with
+// the reference: for each weight row (kh, kw, ci) the positions whose trace or
+// input is non-zero are listed once with (q, x 2^frac) packed as int16 halves,
 // then each block of four output channels sums over the list with its int64
-// sums in registers, one SMLAL (32 x 32 + 64) per synapse and position.
+// sums in registers: one SMLALD per synapse and position gives both
+// e_pre q + e_post x 2^frac. The sums start at 2^(shift - 1), so the shift
+// rounds; while a row's sum cannot leave int32 after the shift (positions <
+// 2^shift: each position adds at most 2^31 in magnitude) two 32-bit shifts
+// take its result, SSAT saturates it and QADD16 adds two channels at once.
 #include "tess_fast.h"
 
 #include "tess_simd.h"
 
 #if defined(TESS_FAST)
 
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+namespace {
+inline int64_t smlald(uint32_t x, uint32_t y, int64_t acc) { return __smlald((int16x2_t)x, (int16x2_t)y, acc); }
+inline uint32_t qadd16(uint32_t x, uint32_t y) { return (uint32_t)__qadd16((int16x2_t)x, (int16x2_t)y); }
+}  // namespace
+#else  // the same operations in C (host tests)
+namespace {
+inline int64_t smlald(uint32_t x, uint32_t y, int64_t acc) {
+  return acc + (int32_t)(int16_t)(x & 0xFFFFu) * (int32_t)(int16_t)(y & 0xFFFFu) +
+         (int32_t)(int16_t)(x >> 16) * (int32_t)(int16_t)(y >> 16);
+}
+inline uint32_t qadd16(uint32_t x, uint32_t y) {
+  const int32_t lo = tess_ssat16((int16_t)(x & 0xFFFFu) + (int16_t)(y & 0xFFFFu));
+  const int32_t hi = tess_ssat16((int16_t)(x >> 16) + (int16_t)(y >> 16));
+  return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16);
+}
+}  // namespace
+#endif
+
 namespace {
 
-constexpr int32_t kListSize = 16;
+constexpr int32_t kListSize = 64;
 
 struct Entry {
-  int32_t out, q, x;  // first e index of the position, trace, input * 2^frac
+  const uint32_t *e;  // the (e_pre, e_post) pairs of the position's output channels
+  uint32_t qx;        // (q, x 2^frac) of the row's input there
 };
 
-// Adds one list of positions into gsum[0 .. co) (four channels at a time).
-template <bool kPost>
-void correlate(const Entry *list, int32_t count, const int32_t *e_pre, const int32_t *e_post, int32_t co,
-               int64_t *gsum) {
+inline uint32_t pack16(int32_t lo, int32_t hi) { return (uint32_t)(uint16_t)lo | ((uint32_t)hi << 16); }
+
+// sat16(sum / 2^shift): two 32-bit shifts where the result fits int32 (kNarrow, 1 <= shift <= 31).
+template <bool kNarrow>
+inline int32_t shifted(int64_t sum, int32_t shift) {
+  if (kNarrow) {
+    const uint32_t lo = (uint32_t)sum, hi = (uint32_t)(sum >> 32);
+    return tess_ssat16((int32_t)((lo >> shift) | (hi << (32 - shift))));
+  }
+  return tess_sat16(sum >> shift);
+}
+
+// g[0..3] = sat16(g + sat16(sum / 2^shift)) for four channels, two per QADD16.
+template <bool kNarrow>
+inline void finish4(int16_t *g, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int32_t shift) {
+  uint32_t lo, hi;
+  memcpy(&lo, g, 4);
+  memcpy(&hi, g + 2, 4);
+  lo = qadd16(lo, pack16(shifted<kNarrow>(a0, shift), shifted<kNarrow>(a1, shift)));
+  hi = qadd16(hi, pack16(shifted<kNarrow>(a2, shift), shifted<kNarrow>(a3, shift)));
+  memcpy(g, &lo, 4);
+  memcpy(g + 2, &hi, 4);
+}
+
+// One list of positions of a row, four channels at a time: from the rounding constant
+// (first) or gsum, into g (last) or back into gsum.
+template <bool kNarrow>
+void correlate(const Entry *list, int32_t count, int32_t co, bool first, bool last, int32_t shift, int64_t *gsum,
+               int16_t *g) {
+  const int64_t round = (int64_t)1 << (shift - 1);
   for (int32_t c0 = 0; c0 < co; c0 += 4) {
-    int64_t a0 = gsum[c0], a1 = gsum[c0 + 1], a2 = gsum[c0 + 2], a3 = gsum[c0 + 3];
-    for (int32_t i = 0; i < count; ++i) {
-      const int32_t *pre = e_pre + list[i].out + c0;
-      const int32_t qv = list[i].q;
-      a0 += (int64_t)pre[0] * qv;
-      a1 += (int64_t)pre[1] * qv;
-      a2 += (int64_t)pre[2] * qv;
-      a3 += (int64_t)pre[3] * qv;
-      if (!kPost || list[i].x == 0) continue;
-      const int32_t *post = e_post + list[i].out + c0;
-      const int32_t xv = list[i].x;
-      a0 += (int64_t)post[0] * xv;
-      a1 += (int64_t)post[1] * xv;
-      a2 += (int64_t)post[2] * xv;
-      a3 += (int64_t)post[3] * xv;
+    int64_t a0 = round, a1 = round, a2 = round, a3 = round;
+    if (!first) {
+      a0 = gsum[c0];
+      a1 = gsum[c0 + 1];
+      a2 = gsum[c0 + 2];
+      a3 = gsum[c0 + 3];
     }
-    gsum[c0] = a0;
-    gsum[c0 + 1] = a1;
-    gsum[c0 + 2] = a2;
-    gsum[c0 + 3] = a3;
+    for (int32_t i = 0; i < count; ++i) {
+      const uint32_t *e = list[i].e + c0;
+      const uint32_t qx = list[i].qx;
+      a0 = smlald(e[0], qx, a0);
+      a1 = smlald(e[1], qx, a1);
+      a2 = smlald(e[2], qx, a2);
+      a3 = smlald(e[3], qx, a3);
+    }
+    if (last) {
+      finish4<kNarrow>(g + c0, a0, a1, a2, a3, shift);
+    } else {
+      gsum[c0] = a0;
+      gsum[c0 + 1] = a1;
+      gsum[c0 + 2] = a2;
+      gsum[c0 + 3] = a3;
+    }
   }
 }
 
-template <bool kPost>
+template <bool kNarrow>
 void conv_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
              const tess_scratch_t *scratch) {
   const tess_conv_shape_t &s = layer->conv;
   const tess_learning_t *l = layer->learning;
-  const int32_t one = 1 << l->trace_frac;
-  int64_t *gsum = scratch->gsum;
+  const int32_t one = 1 << l->trace_frac, shift = l->grad_shift;
   Entry list[kListSize];
   for (int32_t kh = 0; kh < s.k; ++kh) {
     for (int32_t kw = 0; kw < s.k; ++kw) {
       for (int32_t ci = 0; ci < s.ci; ++ci) {
-        for (int32_t c = 0; c < s.co; ++c) gsum[c] = 0;
+        int16_t *g = state->g + ((kh * s.k + kw) * s.ci + ci) * s.co;
         int32_t count = 0;
+        bool first = true;
         for (int32_t oy = 0; oy < s.oh; ++oy) {
           const int32_t iy = oy * s.stride + kh - s.pad_top;
           if (iy < 0 || iy >= s.h) continue;
@@ -65,18 +118,18 @@ void conv_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, con
             const int32_t ix = ox * s.stride + kw - s.pad_left;
             if (ix < 0 || ix >= s.w) continue;
             const int32_t in = (iy * s.w + ix) * s.ci + ci;
-            const int32_t qv = state->q[in], xv = kPost ? x[in] * one : 0;
+            const int32_t qv = state->q[in], xv = x[in] * one;
             if (qv == 0 && xv == 0) continue;
-            list[count++] = {(oy * s.ow + ox) * s.co, qv, xv};
+            list[count++] = {scratch->e + (oy * s.ow + ox) * s.co, pack16(qv, xv)};
             if (count == kListSize) {
-              correlate<kPost>(list, count, scratch->e_pre, scratch->e_post, s.co, gsum);
+              correlate<kNarrow>(list, count, s.co, first, false, shift, scratch->gsum, g);
               count = 0;
+              first = false;
             }
           }
         }
-        if (count > 0) correlate<kPost>(list, count, scratch->e_pre, scratch->e_post, s.co, gsum);
-        int32_t *g = state->g + ((kh * s.k + kw) * s.ci + ci) * s.co;
-        for (int32_t c = 0; c < s.co; ++c) g[c] = tess_sat32((int64_t)g[c] + (gsum[c] >> l->grad_shift));
+        // No position at all: round(0) = 0 leaves the row as it is.
+        if (count > 0 || !first) correlate<kNarrow>(list, count, s.co, first, true, shift, scratch->gsum, g);
       }
     }
   }
@@ -88,8 +141,13 @@ extern "C" {
 
 int32_t tess_fast_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                                 const tess_scratch_t *scratch) {
-  if (layer->kind != TESS_LAYER_CONV || layer->co % 4 != 0) return 0;
-  if (layer->learning->alpha_post != 0) {
+  const int32_t frac = layer->learning->trace_frac, shift = layer->learning->grad_shift;
+  // x 2^frac must be an int16 half: int8 inputs need frac <= 8, spikes frac <= 14.
+  if (layer->kind != TESS_LAYER_CONV || layer->co % 4 != 0 || frac > (layer->analog ? 8 : 14) || shift < 1 ||
+      shift > 62) {
+    return 0;
+  }
+  if (shift <= 31 && (int64_t)layer->conv.oh * layer->conv.ow < ((int64_t)1 << shift)) {
     conv_dw<true>(layer, state, x, scratch);
   } else {
     conv_dw<false>(layer, state, x, scratch);

@@ -49,13 +49,16 @@ int32_t tess_fast_traces(const tess_spiking_t *layer, const tess_spiking_state_t
 int32_t tess_fast_readout(const tess_readout_t *readout, const int8_t *weights, const uint8_t *x, int32_t *acc,
                           uint32_t *mask);
 
-/* dW += (e_pre (x) q + e_post (x) x) >> grad_shift of a conv layer (tess_accumulate_dw). */
+/* The dW step of a conv layer (tess_accumulate_dw). */
 int32_t tess_fast_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                                 const tess_scratch_t *scratch);
 /* The SGD step of count weights (channel i % channels: mult, shift) from their
- * accumulators, cleared; draw counter + i for weight i. */
-int32_t tess_fast_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+ * accumulators, cleared; weight i rounds with half i % 2 of draw counter + i / 2
+ * (tess_sgd_update); int16 accumulators (spiking layers) and int32 (the readout's). */
+int32_t tess_fast_update(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int32_t *mult,
                          const int8_t *shift, uint32_t seed, uint32_t counter);
+int32_t tess_fast_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                           const int8_t *shift, uint32_t seed, uint32_t counter);
 
 #ifdef __cplusplus
 }

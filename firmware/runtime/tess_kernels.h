@@ -47,7 +47,7 @@ typedef struct {
   int32_t lambda_pre, lambda_post;    /* trace decays, Q15 */
   int32_t alpha_pre, alpha_post;      /* TESS factors (alpha_post 0: no post trace) */
   int32_t trace_frac;                 /* fraction bits of the pre trace q */
-  int32_t grad_shift;                 /* dW += sum >> grad_shift */
+  int32_t grad_shift;                 /* dW = sat16(dW + sat16(round(sum / 2^grad_shift))), >= 1 */
   /* Learning signal: B as sign bits [class][row_bytes], its size n and multiplier. */
   const uint8_t *lsg_bits;
   int32_t lsg_row_bytes, lsg_size, lsg_mult, lsg_shift;
@@ -81,7 +81,7 @@ typedef struct {
   uint8_t *o;   /* spikes [n] */
   int16_t *q;   /* pre trace [nin] (learning) */
   int16_t *h;   /* post trace [n] (alpha_post != 0) */
-  int32_t *g;   /* accumulated dW, like the weights (learning) */
+  int16_t *g;   /* accumulated dW, like the weights (learning), saturating int16 */
   int8_t *w;    /* the weights, in RAM (learning) */
 } tess_spiking_state_t;
 
@@ -103,8 +103,7 @@ typedef struct {
 /* Scratch shared by the layers of one model (sizes: the largest layer's). */
 typedef struct {
   int32_t *acc;    /* [max neurons, classes] */
-  int32_t *e_pre;  /* [max learning neurons] */
-  int32_t *e_post; /* [max learning neurons] (any alpha_post) */
+  uint32_t *e;     /* [max learning neurons]: (e_pre, e_post) as int16 halves (low, high) */
   int32_t *cells;  /* [max LSG size] */
   int64_t *gsum;   /* [max learning channels] */
   int32_t *z;      /* [classes] */
@@ -139,7 +138,8 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
  * on entry and g per cell on return. */
 void tess_learning_signal(const tess_learning_t *learning, int32_t classes, int32_t label,
                           const tess_scratch_t *scratch);
-/* dW += (e_pre (x) q + e_post (x) x) >> grad_shift from scratch->e_pre/e_post. */
+/* dW = sat16(dW + sat16(round((e_pre (x) q + e_post (x) x 2^frac) / 2^grad_shift))), the
+ * sum exact, from the int16 pairs of scratch->e. */
 void tess_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                         const tess_scratch_t *scratch);
 
@@ -151,11 +151,18 @@ void tess_readout_step(const tess_readout_t *readout, const tess_readout_state_t
                        int32_t label, const tess_scratch_t *scratch, int32_t dense);
 
 /* w[i] = clamp(w[i] - rescale(g[i]) with stochastic rounding, +-127), g[i] = 0, for
- * i < count; channel i % channels (mult, shift), generator draw counter + i. */
-void tess_sgd_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult, const int8_t *shift,
+ * i < count; channel i % channels (mult, shift); weight i rounds with the 16-bit half
+ * i % 2 (low, high) of generator draw counter + i / 2: one draw serves two weights. */
+void tess_sgd_update(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int32_t *mult, const int8_t *shift,
                      uint32_t seed, uint32_t counter);
+/* The same for int32 accumulators (the readout's). */
+void tess_sgd_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                       const int8_t *shift, uint32_t seed, uint32_t counter);
+/* Draws one weight update of count weights takes: one per two weights. */
+static inline uint32_t tess_update_draws(int32_t count) { return (uint32_t)(count + 1) / 2u; }
 /* One SGD step with stochastic rounding from the accumulated updates, which are
- * cleared; counter: the generator's, advanced by one per parameter. */
+ * cleared; counter: the generator's, advanced by the draws taken (tess_update_draws;
+ * the readout bias: one each). */
 void tess_update_spiking(const tess_spiking_t *layer, const tess_spiking_state_t *state, uint32_t seed,
                          uint32_t *counter);
 void tess_update_readout(const tess_readout_t *readout, const tess_readout_state_t *state, uint32_t seed,

@@ -12,46 +12,48 @@ inline int32_t lsg_sign(const uint8_t *row, int32_t k) {
   return ((row[k >> 3] >> (k & 7)) & 1) ? 1 : -1;
 }
 
-// Where position pos of the LSG map lies: its row and column cells and its channel's first cell.
-struct CellSpan {
-  int32_t row_lo, row_hi, col_lo, col_hi, base;
-};
-
-inline CellSpan cell_span(const tess_learning_t *l, int32_t pos) {
-  const int32_t y = pos / (l->map_w * l->map_c), x = (pos / l->map_c) % l->map_w;
-  const int32_t k = l->lsg_pool;
-  return {l->rlo[y], l->rhi[y], l->clo[x], l->chi[x], (pos % l->map_c) * k * k};
-}
-
 // Spike counts per LSG cell of a conv layer's map (adaptive windows may overlap), times L / area.
+// Row by row and column by column, so no position needs a division.
 void count_cells(const tess_learning_t *l, const uint8_t *map, int32_t *cells) {
-  const int32_t k = l->lsg_pool, kk = k * k, size = l->map_h * l->map_w * l->map_c;
+  const int32_t k = l->lsg_pool, kk = k * k, channels = l->map_c;
   for (int32_t i = 0; i < l->lsg_size; ++i) cells[i] = 0;
-  for (int32_t pos = 0; pos < size; ++pos) {
-    if (!map[pos]) continue;
-    const CellSpan s = cell_span(l, pos);
-    for (int32_t i = s.row_lo; i <= s.row_hi; ++i) {
-      for (int32_t j = s.col_lo; j <= s.col_hi; ++j) cells[s.base + i * k + j] += 1;
+  for (int32_t y = 0; y < l->map_h; ++y) {
+    for (int32_t x = 0; x < l->map_w; ++x) {
+      const uint8_t *spikes = map + (y * l->map_w + x) * channels;
+      for (int32_t i = l->rlo[y]; i <= l->rhi[y]; ++i) {
+        for (int32_t j = l->clo[x]; j <= l->chi[x]; ++j) {
+          int32_t *cell = cells + i * k + j;
+          for (int32_t c = 0; c < channels; ++c) cell[c * kk] += spikes[c];
+        }
+      }
     }
   }
   for (int32_t i = 0; i < l->lsg_size; ++i) cells[i] *= l->cell_weight[i % kk];
 }
 
-// The sum of the cell signals over the cells position pos lies in (pool^T of the LSG).
-int64_t gather_cells(const tess_learning_t *l, const int32_t *cells, int32_t pos) {
-  const CellSpan s = cell_span(l, pos);
-  int64_t sum = 0;
-  for (int32_t i = s.row_lo; i <= s.row_hi; ++i) {
-    for (int32_t j = s.col_lo; j <= s.col_hi; ++j) sum += cells[s.base + i * l->lsg_pool + j];
+// g per position of the LSG map: the sum of the cell signals over the cells it lies in (pool^T).
+void gather_cells(const tess_learning_t *l, const int32_t *cells, int32_t *g) {
+  const int32_t k = l->lsg_pool, kk = k * k, channels = l->map_c;
+  for (int32_t y = 0; y < l->map_h; ++y) {
+    for (int32_t x = 0; x < l->map_w; ++x) {
+      int32_t *out = g + (y * l->map_w + x) * channels;
+      for (int32_t c = 0; c < channels; ++c) out[c] = 0;
+      for (int32_t i = l->rlo[y]; i <= l->rhi[y]; ++i) {
+        for (int32_t j = l->clo[x]; j <= l->chi[x]; ++j) {
+          const int32_t *cell = cells + i * k + j;
+          for (int32_t c = 0; c < channels; ++c) out[c] += cell[c * kk];
+        }
+      }
+    }
   }
-  return sum;
 }
 
-// Back through the block's max-pool: each window's signal goes to its first maximum (row-major).
+// Back through the block's max-pool: each window's signal (pooled_g) goes to its first maximum
+// (row-major) in g, the layer's map.
 void route_through_pool(const tess_spiking_t *layer, const tess_spiking_state_t *state, const uint8_t *pooled,
-                        const int32_t *cells, int32_t *e_pre) {
+                        const int32_t *pooled_g, int32_t *g) {
   const tess_pool_t *p = layer->learning->block;
-  for (int32_t n = 0; n < layer->n; ++n) e_pre[n] = 0;
+  for (int32_t n = 0; n < layer->n; ++n) g[n] = 0;
   for (int32_t oy = 0; oy < p->oh; ++oy) {
     for (int32_t ox = 0; ox < p->ow; ++ox) {
       for (int32_t c = 0; c < p->c; ++c) {
@@ -71,7 +73,7 @@ void route_through_pool(const tess_spiking_t *layer, const tess_spiking_state_t 
             }
           }
         }
-        e_pre[winner] += (int32_t)gather_cells(layer->learning, cells, n);
+        g[winner] += pooled_g[n];
       }
     }
   }
@@ -103,6 +105,8 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
                      const uint8_t *block_out, int32_t classes, int32_t label, const tess_scratch_t *scratch) {
   const tess_learning_t *l = layer->learning;
   int32_t *cells = scratch->cells;
+  // g per neuron, in the e buffer (each e[n] replaces g[n] once read).
+  int32_t *g = reinterpret_cast<int32_t *>(scratch->e);
   const bool conv = layer->kind == TESS_LAYER_CONV;
   if (conv) {
     count_cells(l, l->block != nullptr ? block_out : state->o, cells);
@@ -113,13 +117,24 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
   if (conv) {
     const int32_t kk = l->lsg_pool * l->lsg_pool;
     for (int32_t k = 0; k < l->lsg_size; ++k) cells[k] *= l->cell_weight[k % kk];
+    if (l->block != nullptr) {
+      // The pooled map's g goes into acc (free during learning), then back through the pool.
+      gather_cells(l, cells, scratch->acc);
+      route_through_pool(layer, state, block_out, scratch->acc, g);
+    } else {
+      gather_cells(l, cells, g);
+    }
+  } else {
+    for (int32_t n = 0; n < layer->n; ++n) g[n] = cells[n];
   }
-  if (l->block != nullptr) route_through_pool(layer, state, block_out, cells, scratch->e_pre);
+  // e_pre = sat16(alpha_pre round(g psi / 2^15)), e_post = sat16(alpha_post round(g h / 2^15)),
+  // packed as the int16 halves of one word for the correlation.
   for (int32_t n = 0; n < layer->n; ++n) {
-    const int64_t g = l->block != nullptr ? scratch->e_pre[n] : (conv ? gather_cells(l, cells, n) : cells[n]);
+    const int64_t gn = g[n];
     const int32_t psi = tess_psi_q15(state->u[n], layer->threshold, layer->psi_scale);
-    if (l->alpha_post != 0) scratch->e_post[n] = l->alpha_post * (int32_t)tess_round_shift(g * state->h[n], 15);
-    scratch->e_pre[n] = l->alpha_pre * (int32_t)tess_round_shift(g * psi, 15);
+    const int32_t pre = tess_sat16((int64_t)l->alpha_pre * tess_round_shift(gn * psi, 15));
+    const int32_t post = l->alpha_post != 0 ? tess_sat16((int64_t)l->alpha_post * tess_round_shift(gn * state->h[n], 15)) : 0;
+    scratch->e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
   }
   if (!tess_fast_accumulate_dw(layer, state, x, scratch)) tess_accumulate_dw(layer, state, x, scratch);
 }

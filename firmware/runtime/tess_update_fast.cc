@@ -1,11 +1,16 @@
-// tess_update_fast.cc: the once-per-sample SGD step (tess_update.cc) without
-// 64-bit arithmetic where the bounds allow it, bit-exact with the reference:
-//  - a zero accumulator (or one whose rescaled step is 0) leaves the weight as
-//    it is: (0 + r) >> 16 = 0 for any 16-bit draw r, so its draw is skipped
-//    (the generator is counter-based: draw k is the same whether or not draw
-//    k - 1 was taken);
-//  - rescale for shift >= 33 uses the high word only (tess_fast.h);
-//  - channel by channel, so each channel's multiplier and shift are loaded once.
+// tess_update_fast.cc: the once-per-sample SGD step (tess_update.cc), bit-exact
+// with the reference, two weights per generator draw:
+//  - weights 2k and 2k + 1 share draw counter + k (low and high half); with an
+//    even channel count they are channels c and c + 1 of one row, so the loop
+//    runs over channel pairs with their multipliers and shifts loaded once
+//    (one channel: consecutive weights of that channel);
+//  - a pair whose two accumulators are zero (or whose rescaled steps are 0)
+//    leaves its weights as they are: (0 + r) >> 16 = 0 for any 16-bit r, so
+//    its draw is skipped (the generator is counter-based: draw k is the same
+//    whether or not draw k - 1 was taken);
+//  - rescale for shift >= 33 uses the product's high word only (tess_fast.h);
+//    an int16 accumulator times a multiplier below 2^15 (the export's for the
+//    spiking layers, shift <= 31) plus the rounding fits int32: one MLA.
 #include "tess_fast.h"
 
 #include "tess_runtime.h"
@@ -15,63 +20,121 @@
 
 namespace {
 
-// The new weight for a non-zero step delta: clamp(w + floor((r - delta) / 2^16), +-127), r the 16-bit draw.
-inline int8_t step_weight(int8_t w, int32_t delta, uint32_t draw) {
-  const int32_t random = (int32_t)(draw & 0xFFFFu);
-  const int32_t step = delta > -0x7FFF0000 && delta < 0x7FFF0000 ? (random - delta) >> 16
-                                                                    : (int32_t)tess_sgd_step(delta, draw);
-  const int32_t value = w + step;
+inline int8_t clamp_weight(int32_t value) {
   return (int8_t)(value > TESS_WEIGHT_MAX ? TESS_WEIGHT_MAX : (value < -TESS_WEIGHT_MAX ? -TESS_WEIGHT_MAX : value));
+}
+
+// The new weight for a non-zero step delta: clamp(w + floor((r - delta) / 2^16), +-127), r a 16-bit draw.
+inline int8_t step_weight(int8_t w, int32_t delta, uint32_t random) {
+  const int32_t step = delta > -0x7FFF0000 && delta < 0x7FFF0000 ? ((int32_t)random - delta) >> 16
+                                                                    : (int32_t)tess_sgd_step(delta, random);
+  return clamp_weight(w + step);
+}
+
+// How a channel's rescale is computed: any (tess_rescale_fast), shift >= 33 (the product's high
+// word), or an int16 accumulator with |mult| < 2^15 and 1 <= shift <= 31 (in int32). The
+// last two give |delta| < 2^30, so (r - delta) >> 16 stays in int32.
+enum { kAny = 0, kHigh = 1, kSmall = 2 };
+
+template <typename G>
+inline int32_t class_of(int32_t m, int32_t s) {
+  if (s >= 33) return kHigh;
+  if (sizeof(G) == 2 && m > -32768 && m < 32768 && s >= 1 && s <= 31) return kSmall;
+  return kAny;
+}
+
+template <int kClass>
+inline int32_t delta_of(int32_t g, int32_t m, int32_t s) {
+  if (kClass == kHigh) return ((int32_t)(((int64_t)g * m) >> 32) + (1 << (s - 33))) >> (s - 32);
+  if (kClass == kSmall) return (g * m + (1 << (s - 1))) >> s;
+  return tess_rescale_fast(g, m, s);
+}
+
+// Weights i and i + 1 (channels a and b: m[], s[]) with draw position `position`.
+template <int kClass, typename G>
+inline void update_pair(int8_t *w, G *g, const int32_t m[2], const int32_t s[2], uint32_t position) {
+  const int32_t g0 = g[0], g1 = g[1];
+  if ((g0 | g1) == 0) return;
+  g[0] = 0;
+  g[1] = 0;
+  const int32_t d0 = g0 != 0 ? delta_of<kClass>(g0, m[0], s[0]) : 0;
+  const int32_t d1 = g1 != 0 ? delta_of<kClass>(g1, m[1], s[1]) : 0;
+  if ((d0 | d1) == 0) return;
+  const uint32_t random = tess_mix32(position);
+  if (kClass != kAny) {  // |delta| < 2^30: (r - delta) >> 16 in int32
+    if (d0 != 0) w[0] = clamp_weight(w[0] + (((int32_t)(random & 0xFFFFu) - d0) >> 16));
+    if (d1 != 0) w[1] = clamp_weight(w[1] + (((int32_t)(random >> 16) - d1) >> 16));
+  } else {
+    if (d0 != 0) w[0] = step_weight(w[0], d0, random & 0xFFFFu);
+    if (d1 != 0) w[1] = step_weight(w[1], d1, random >> 16);
+  }
+}
+
+// Every pair (i, i + 1), i = first, first + stride, ... below count - 1, of the channels (a, b).
+template <int kClass, typename G>
+void pairs(int8_t *w, G *g, int32_t first, int32_t stride, int32_t count, const int32_t m[2], const int32_t s[2],
+           uint32_t position, uint32_t advance) {
+  for (int32_t i = first; i + 1 < count; i += stride, position += advance) {
+    update_pair<kClass>(w + i, g + i, m, s, position);
+  }
+}
+
+template <typename G>
+void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t *mult, const int8_t *shift,
+                 uint32_t seed, uint32_t counter) {
+  if (channels % 2 != 0 && channels != 1) {  // pairs straddle the rows: weight by weight
+    int32_t co = 0;
+    for (int32_t i = 0; i < count; ++i) {
+      const int32_t gi = g[i];
+      g[i] = 0;
+      const int32_t delta = gi != 0 ? tess_rescale_fast(gi, mult[co], shift[co]) : 0;
+      if (delta != 0) {
+        const uint32_t random = tess_mix32(seed + (counter + (uint32_t)(i / 2)) * TESS_RANDOM_STEP);
+        w[i] = step_weight(w[i], delta, (i % 2 != 0 ? random >> 16 : random) & 0xFFFFu);
+      }
+      if (++co == channels) co = 0;
+    }
+    return;
+  }
+  // Channel pairs (c, c + 1) of each row, or one channel's consecutive weights.
+  const int32_t stride = channels == 1 ? 2 : channels;
+  const uint32_t advance = (uint32_t)(stride / 2) * TESS_RANDOM_STEP;
+  for (int32_t c = 0; c < stride; c += 2) {
+    const int32_t a = channels == 1 ? 0 : c, b = channels == 1 ? 0 : c + 1;
+    const int32_t m[2] = {mult[a], mult[b]}, s[2] = {shift[a], shift[b]};
+    const uint32_t position = seed + (counter + (uint32_t)(c / 2)) * TESS_RANDOM_STEP;
+    const int32_t kind = class_of<G>(m[0], s[0]);
+    if (kind == kHigh && class_of<G>(m[1], s[1]) == kHigh) {
+      pairs<kHigh>(w, g, c, stride, count, m, s, position, advance);
+    } else if (kind == kSmall && class_of<G>(m[1], s[1]) == kSmall) {
+      pairs<kSmall>(w, g, c, stride, count, m, s, position, advance);
+    } else {
+      pairs<kAny>(w, g, c, stride, count, m, s, position, advance);
+    }
+  }
+  if (count % 2 != 0) {  // one channel, odd count: the last weight, alone, the low half of its draw
+    const int32_t i = count - 1, gi = g[i];
+    g[i] = 0;
+    const int32_t delta = gi != 0 ? tess_rescale_fast(gi, mult[0], shift[0]) : 0;
+    if (delta != 0) {
+      w[i] = step_weight(w[i], delta, tess_mix32(seed + (counter + (uint32_t)(i / 2)) * TESS_RANDOM_STEP) & 0xFFFFu);
+    }
+  }
 }
 
 }  // namespace
 
 extern "C" {
 
-int32_t tess_fast_update(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+int32_t tess_fast_update(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int32_t *mult,
                          const int8_t *shift, uint32_t seed, uint32_t counter) {
-  // Channel by channel: each channel's multiplier and shift class are decided once, and the
-  // generator position seed + (counter + i) * step advances by channels * step.
-  const uint32_t advance = (uint32_t)channels * TESS_RANDOM_STEP;
-  for (int32_t c = 0; c < channels; ++c) {
-    const int32_t m = mult[c], s = shift[c];
-    uint32_t position = seed + (counter + (uint32_t)c) * TESS_RANDOM_STEP;
-    if (s >= 33) {  // |delta| < 2^30: (r - delta) >> 16 in int32
-      const int32_t round = 1 << (s - 33), down = s - 32;
-      for (int32_t i = c; i < count; i += channels, position += advance) {
-        const int32_t gi = g[i];
-        if (gi == 0) continue;
-        g[i] = 0;
-        const int32_t delta = ((int32_t)(((int64_t)gi * m) >> 32) + round) >> down;
-        if (delta == 0) continue;
-        const int32_t value = w[i] + (((int32_t)(tess_mix32(position) & 0xFFFFu) - delta) >> 16);
-        w[i] = (int8_t)(value > TESS_WEIGHT_MAX ? TESS_WEIGHT_MAX : (value < -TESS_WEIGHT_MAX ? -TESS_WEIGHT_MAX : value));
-      }
-      continue;
-    }
-    if (s >= 1 && s <= 31) {  // round into the low word, join the words, saturate (tess_rescale_fast)
-      const uint32_t round = 1u << (s - 1);
-      for (int32_t i = c; i < count; i += channels, position += advance) {
-        const int32_t gi = g[i];
-        if (gi == 0) continue;
-        g[i] = 0;
-        const int64_t product = (int64_t)gi * m;
-        const uint32_t lo = (uint32_t)product, rounded = lo + round;
-        const int32_t hi = (int32_t)(product >> 32) + (rounded < lo ? 1 : 0);
-        const int32_t top = hi >> (s - 1);
-        const int32_t delta = top == 0 || top == -1 ? (int32_t)(((uint32_t)hi << (32 - s)) | (rounded >> s))
-                                                    : (hi < 0 ? INT32_MIN : INT32_MAX);
-        if (delta != 0) w[i] = step_weight(w[i], delta, tess_mix32(position));
-      }
-      continue;
-    }
-    for (int32_t i = c; i < count; i += channels, position += advance) {
-      if (g[i] == 0) continue;
-      const int32_t delta = tess_rescale_fast(g[i], m, s);
-      g[i] = 0;
-      if (delta != 0) w[i] = step_weight(w[i], delta, tess_mix32(position));
-    }
-  }
+  fast_update(w, g, count, channels, mult, shift, seed, counter);
+  return 1;
+}
+
+int32_t tess_fast_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                           const int8_t *shift, uint32_t seed, uint32_t counter) {
+  fast_update(w, g, count, channels, mult, shift, seed, counter);
   return 1;
 }
 
@@ -81,7 +144,12 @@ int32_t tess_fast_update(int8_t *w, int32_t *g, int32_t count, int32_t channels,
 
 extern "C" {
 
-int32_t tess_fast_update(int8_t *, int32_t *, int32_t, int32_t, const int32_t *, const int8_t *, uint32_t, uint32_t) {
+int32_t tess_fast_update(int8_t *, int16_t *, int32_t, int32_t, const int32_t *, const int8_t *, uint32_t, uint32_t) {
+  return 0;
+}
+
+int32_t tess_fast_update32(int8_t *, int32_t *, int32_t, int32_t, const int32_t *, const int8_t *, uint32_t,
+                           uint32_t) {
   return 0;
 }
 

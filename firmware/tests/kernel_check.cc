@@ -55,8 +55,9 @@ int32_t acc_ref[kMaxMap], acc_fast[kMaxMap];
 uint32_t mask[kMaxMap];
 int16_t u_ref[kMaxMap], u_fast[kMaxMap], q[kMaxMap];
 uint8_t o_ref[kMaxMap], o_fast[kMaxMap];
-int32_t e_pre[kMaxMap], e_post[kMaxMap], e_pre_copy[kMaxMap], e_post_copy[kMaxMap];
+uint32_t e_pairs[kMaxMap];  // (e_pre, e_post) int16 halves
 int32_t g_ref[kMaxWeights], g_fast[kMaxWeights];
+int16_t g16_ref[kMaxWeights], g16_fast[kMaxWeights];
 int8_t w_ref[kMaxWeights], w_fast[kMaxWeights];
 int16_t packed[kMaxWeights + kMaxChannels];
 int64_t gsum[kMaxChannels];
@@ -225,54 +226,77 @@ void check_traces(void) {
   }
 }
 
+// An int16 value: small, mid, or at the limits (-32768 included).
+int16_t value16(bool big) {
+  if (!big) return (int16_t)uniform(-2000, 2000);
+  return (int16_t)(chance(30) ? (chance(50) ? 32767 - uniform(0, 3) : -32768 + uniform(0, 3)) : uniform(-32768, 32767));
+}
+
 void check_dw(void) {
   tess_spiking_t layer = random_layer();
   tess_learning_t learning;
   memset(&learning, 0, sizeof(learning));
   learning.alpha_post = chance(70) ? 1 : 0;
-  learning.trace_frac = uniform(0, 13);
-  learning.grad_shift = uniform(0, 24);
+  learning.trace_frac = uniform(0, 14);
+  // Shifts from 1 (sums may leave int32 after the shift: the exact path) to past 32.
+  learning.grad_shift = chance(60) ? uniform(1, 12) : uniform(13, 40);
   layer.learning = &learning;
   fill_input(layer);
-  const bool big = chance(30);
-  for (int32_t i = 0; i < layer.nin; ++i) q[i] = chance(40) ? 0 : (int16_t)uniform(-32768, 32767);
+  const bool big = chance(40);
+  for (int32_t i = 0; i < layer.nin; ++i) q[i] = chance(40) ? 0 : value16(big);
   for (int32_t n = 0; n < layer.n; ++n) {
-    e_pre[n] = e_pre_copy[n] = chance(45) ? 0 : (big ? wide_value() : uniform(-20000, 20000));
-    e_post[n] = e_post_copy[n] = chance(45) ? 0 : (big ? wide_value() : uniform(-20000, 20000));
+    const int16_t pre = chance(45) ? 0 : value16(big), post = learning.alpha_post == 0 || chance(45) ? 0 : value16(big);
+    e_pairs[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
   }
-  for (int32_t i = 0; i < layer.weight_count; ++i) g_ref[i] = g_fast[i] = wide_value();
-  tess_spiking_state_t ref = {nullptr, nullptr, q, nullptr, g_ref, nullptr};
-  tess_spiking_state_t fast_state = {nullptr, nullptr, q, nullptr, g_fast, nullptr};
-  tess_scratch_t scratch_ref = {nullptr, e_pre, e_post, nullptr, gsum, nullptr, nullptr, nullptr, nullptr};
-  tess_scratch_t scratch_fast = {nullptr, e_pre_copy, e_post_copy, nullptr, gsum, nullptr, nullptr, nullptr, nullptr};
-  tess_accumulate_dw(&layer, &ref, input, &scratch_ref);
-  const bool fast = tess_fast_accumulate_dw(&layer, &fast_state, input, &scratch_fast) != 0;
-  check(dw_tally, fast, g_ref, g_fast, (uint32_t)layer.weight_count * 4u, "dW");
+  for (int32_t i = 0; i < layer.weight_count; ++i) g16_ref[i] = g16_fast[i] = value16(chance(50));
+  tess_spiking_state_t ref = {nullptr, nullptr, q, nullptr, g16_ref, nullptr};
+  tess_spiking_state_t fast_state = {nullptr, nullptr, q, nullptr, g16_fast, nullptr};
+  tess_scratch_t scratch = {nullptr, e_pairs, nullptr, gsum, nullptr, nullptr, nullptr, nullptr};
+  tess_accumulate_dw(&layer, &ref, input, &scratch);
+  const bool fast = tess_fast_accumulate_dw(&layer, &fast_state, input, &scratch) != 0;
+  check(dw_tally, fast, g16_ref, g16_fast, (uint32_t)layer.weight_count * 2u, "dW");
 }
 
 void check_update(void) {
   const int32_t channels = uniform(1, kMaxChannels);
-  const int32_t count = channels * uniform(1, 300);
+  const int32_t count = channels * uniform(1, 300) - (channels == 1 && chance(50) ? 1 : 0) + (channels == 1 ? 1 : 0);
   for (int32_t c = 0; c < channels; ++c) {
     mult[c] = chance(50) ? uniform(1 << 30, INT32_MAX) : wide_value();
     shift[c] = (int8_t)(chance(30) ? uniform(31, 34) : uniform(1, 62));
     if (chance(30)) {  // steps of a few LSB, where the stochastic rounding decides: below shift 32 ...
       mult[c] = uniform(1, 1 << 16);
       shift[c] = (int8_t)uniform(20, 31);
+    } else if (chance(30)) {  // ... as the export gives the int16 accumulators (mult < 2^15, shift <= 31) ...
+      mult[c] = chance(90) ? uniform(1 << 14, 32767) : uniform(-32767, 32767);
+      shift[c] = (int8_t)uniform(1, 31);
     } else if (chance(40)) {  // ... and as exported learning rates give them (shift 40..50)
       mult[c] = uniform(1 << 30, INT32_MAX);
       shift[c] = (int8_t)uniform(40, 50);
     }
   }
-  for (int32_t i = 0; i < count; ++i) {
+  const uint32_t seed = next(), counter = next();
+  if (chance(50)) {  // int16 accumulators (spiking layers), zero in pairs and alone
+    for (int32_t i = 0; i < count; ++i) {
+      g16_ref[i] = g16_fast[i] = chance(20) ? 0 : value16(chance(50));
+      w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
+    }
+    if (chance(30)) {
+      for (int32_t i = 0; i + 1 < count; i += 2 * uniform(1, 3)) g16_ref[i] = g16_fast[i] = g16_ref[i + 1] = g16_fast[i + 1] = 0;
+    }
+    tess_sgd_update(w_ref, g16_ref, count, channels, mult, shift, seed, counter);
+    const bool fast = tess_fast_update(w_fast, g16_fast, count, channels, mult, shift, seed, counter) != 0;
+    check(update_tally, fast, w_ref, w_fast, (uint32_t)count, "update w");
+    if (fast && memcmp(g16_ref, g16_fast, (size_t)count * 2u) != 0) check(update_tally, true, "a", "b", 1u, "update g");
+    return;
+  }
+  for (int32_t i = 0; i < count; ++i) {  // int32 accumulators (the readout's)
     g_ref[i] = g_fast[i] = chance(20) ? 0 : wide_value();
     w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
   }
-  const uint32_t seed = next(), counter = next();
-  tess_sgd_update(w_ref, g_ref, count, channels, mult, shift, seed, counter);
-  const bool fast = tess_fast_update(w_fast, g_fast, count, channels, mult, shift, seed, counter) != 0;
-  check(update_tally, fast, w_ref, w_fast, (uint32_t)count, "update w");
-  if (fast && memcmp(g_ref, g_fast, (size_t)count * 4u) != 0) check(update_tally, true, "a", "b", 1u, "update g");
+  tess_sgd_update32(w_ref, g_ref, count, channels, mult, shift, seed, counter);
+  const bool fast = tess_fast_update32(w_fast, g_fast, count, channels, mult, shift, seed, counter) != 0;
+  check(update_tally, fast, w_ref, w_fast, (uint32_t)count, "update32 w");
+  if (fast && memcmp(g_ref, g_fast, (size_t)count * 4u) != 0) check(update_tally, true, "a", "b", 1u, "update32 g");
 }
 
 // Minimal JSON writing without printf (newlib's allocates).
