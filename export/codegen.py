@@ -144,7 +144,7 @@ def engine_context(spec, source="a Keras model"):
     dims = list(zip(("HEIGHT", "WIDTH", "CHANNELS"), spec.input_shape)) if len(spec.input_shape) == 3 else []
     return dict(
         gen.values,
-        source=gen.source,
+        source=source,
         calls=gen.calls,
         call_table=gen.call_table,
         buffers=gen.buffers,
