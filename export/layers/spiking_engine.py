@@ -111,7 +111,7 @@ class SpikingEngine(abc.ABC):
             gen.buffer(f"{layer.name}.q", f"{c}_q", layer.num_inputs, 2)
             if layer.alpha_post:
                 gen.buffer(f"{layer.name}.h", f"{c}_h", n, 2)
-            gen.buffer(f"{layer.name}.g", f"{c}_g", weights, 4)
+            gen.buffer(f"{layer.name}.g", f"{c}_g", weights, 2)  # int16 dW accumulators
         gen.values.setdefault("threshold_q", layer.threshold)  # the first spiking layer's, in the header
         gen.values.setdefault("v_th", layer.threshold / (1 << U_FRAC))
         gen.at_least("max_neurons", n)
