@@ -3,8 +3,9 @@
 // by channel with each channel's shift class decided once:
 //  - rescale(acc, mult, shift) for shift >= 33 is (hi + 2^(shift-33)) >> (shift-32)
 //    with hi the high word of acc * mult (the low word cannot change the floor),
-//    and |hi| <= 2^30 leaves no room for saturation; for shift <= 31 the rounding
-//    goes into the low word with carry (tess_rescale_fast);
+//    and |hi| <= 2^30 leaves no room for saturation; for shift <= 32, a sum below
+//    2^(shift-1) is scaled by 2^(32-shift) and rounded by SMMULR, others go
+//    through tess_rescale_fast;
 //  - the leak (u - r o) * gamma fits int32 when 0 <= gamma, r <= 2^15.
 #include "tess_fast.h"
 
@@ -21,11 +22,14 @@ inline int32_t saturating_add(int32_t a, int32_t b) {
   return sum;
 }
 
-// u = sat16(leak + current) with |u - r o| <= 2^16 and gamma <= 2^15 (the product and its rounding fit int32).
+// u = sat16(leak + current) with |u - r o| <= 2^16 and gamma <= 2^15 (the product and its rounding fit int32);
+// kBounded: |current| <= 2^30, so leak + current cannot overflow.
+template <bool kBounded>
 inline void lif(int16_t *u, uint8_t *o, int32_t i, int32_t current, int32_t reset, int32_t gamma, int32_t threshold) {
   const int32_t leak = ((u[i] - reset * o[i]) * gamma + (1 << 14)) >> 15;
-  u[i] = (int16_t)tess_ssat16(saturating_add(leak, current));
-  o[i] = u[i] >= threshold ? 1 : 0;
+  const int32_t v = tess_ssat16(kBounded ? leak + current : saturating_add(leak, current));
+  u[i] = (int16_t)v;
+  o[i] = v >= threshold ? 1 : 0;
 }
 
 }  // namespace
@@ -45,21 +49,24 @@ int32_t tess_fast_fire(const tess_spiking_t *layer, const tess_spiking_state_t *
       const int32_t round = 1 << (shift - 33), down = shift - 32;
       for (int32_t i = c; i < n; i += channels) {
         const int32_t current = ((int32_t)(((int64_t)acc[i] * mult) >> 32) + round) >> down;
-        lif(u, o, i, current, reset, gamma, threshold);
+        lif<true>(u, o, i, current, reset, gamma, threshold);
       }
-    } else if (shift >= 1 && shift <= 31) {  // round into the low word, join the words, saturate
-      const uint32_t round = 1u << (shift - 1);
+    } else if (shift >= 1) {
+      // |acc| < 2^(shift-1) (every spike sum): acc 2^(32-shift) fits int32 and SMMULR's rounding at
+      // bit 31 is the rounding at bit shift-1, with |current| < 2^30; wider sums take the 64-bit way.
+      const int32_t up = 32 - shift;
       for (int32_t i = c; i < n; i += channels) {
-        const int64_t product = (int64_t)acc[i] * mult;
-        const uint32_t lo = (uint32_t)product, rounded = lo + round;
-        const int32_t hi = (int32_t)(product >> 32) + (rounded < lo ? 1 : 0);
-        const int32_t top = hi >> (shift - 1);
-        const int32_t current = top == 0 || top == -1 ? (int32_t)(((uint32_t)hi << (32 - shift)) | (rounded >> shift))
-                                                      : (hi < 0 ? INT32_MIN : INT32_MAX);
-        lif(u, o, i, current, reset, gamma, threshold);
+        const int32_t a = acc[i], scaled = (int32_t)((uint32_t)a << up);
+        if ((scaled >> up) == a) {
+          lif<true>(u, o, i, tess_smmulr(scaled, mult), reset, gamma, threshold);
+        } else {
+          lif<false>(u, o, i, tess_rescale_fast(a, mult, shift), reset, gamma, threshold);
+        }
       }
     } else {
-      for (int32_t i = c; i < n; i += channels) lif(u, o, i, tess_rescale_fast(acc[i], mult, shift), reset, gamma, threshold);
+      for (int32_t i = c; i < n; i += channels) {
+        lif<false>(u, o, i, tess_rescale_fast(acc[i], mult, shift), reset, gamma, threshold);
+      }
     }
   }
   return 1;

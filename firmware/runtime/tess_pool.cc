@@ -1,22 +1,15 @@
 // tess_pool.cc: max pool over binary spikes (the max of 0/1 values is their OR),
-// window bounds clipped once per output row and column, channels a word at a time.
+// window bounds clipped once per output row and column, four channels a word ORed in a register.
 #include <string.h>
 
 #include "tess_kernels.h"
 
 namespace {
 
-// out[c] |= in[c], c < count.
-inline void or_into(uint8_t *out, const uint8_t *in, int32_t count) {
-  int32_t c = 0;
-  for (; c + 4 <= count; c += 4) {
-    uint32_t a, b;
-    memcpy(&a, out + c, 4);
-    memcpy(&b, in + c, 4);
-    a |= b;
-    memcpy(out + c, &a, 4);
-  }
-  for (; c < count; ++c) out[c] |= in[c];
+inline uint32_t load_word(const uint8_t *p) {
+  uint32_t word;
+  memcpy(&word, p, 4);
+  return word;
 }
 
 // The window's input rows (columns) [lo, hi) inside the map.
@@ -24,6 +17,28 @@ inline void clip(int32_t o, int32_t stride, int32_t pad, int32_t size, int32_t e
   const int32_t first = o * stride - pad;
   *lo = first < 0 ? 0 : first;
   *hi = first + size > extent ? extent : first + size;
+}
+
+// out[c] = OR of the window's pixels at channel c: four channels a word, ORed in a register.
+void pool_at(const tess_pool_t *p, const uint8_t *x, int32_t y0, int32_t y1, int32_t x0, int32_t x1, uint8_t *out) {
+  const int32_t row = p->w * p->c;
+  const uint8_t *corner = x + (y0 * p->w + x0) * p->c;
+  int32_t c = 0;
+  for (; c + 4 <= p->c; c += 4) {
+    uint32_t word = 0;
+    for (int32_t iy = y0; iy < y1; ++iy) {
+      const uint8_t *in = corner + (iy - y0) * row + c;
+      for (int32_t ix = x0; ix < x1; ++ix, in += p->c) word |= load_word(in);
+    }
+    memcpy(out + c, &word, 4);
+  }
+  for (; c < p->c; ++c) {
+    uint8_t bit = 0;
+    for (int32_t iy = y0; iy < y1; ++iy) {
+      for (int32_t ix = x0; ix < x1; ++ix) bit |= corner[(iy - y0) * row + (ix - x0) * p->c + c];
+    }
+    out[c] = bit;
+  }
 }
 
 }  // namespace
@@ -37,11 +52,7 @@ void tess_pool_step(const tess_pool_t *p, const uint8_t *x, uint8_t *out) {
     for (int32_t ox = 0; ox < p->ow; ++ox) {
       int32_t x0, x1;
       clip(ox, p->sw, p->pad_left, p->pw, p->w, &x0, &x1);
-      uint8_t *o = out + (oy * p->ow + ox) * p->c;
-      memset(o, 0, (size_t)p->c);
-      for (int32_t iy = y0; iy < y1; ++iy) {
-        for (int32_t ix = x0; ix < x1; ++ix) or_into(o, x + (iy * p->w + ix) * p->c, p->c);
-      }
+      pool_at(p, x, y0, y1, x0, x1, out + (oy * p->ow + ox) * p->c);
     }
   }
 }

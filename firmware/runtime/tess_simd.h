@@ -2,7 +2,7 @@
  * tess_simd.h: the few SIMD operations the fast kernels are built from, and
  * which path this build takes (chosen at compile time):
  *
- *   __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55)  SXTAB16 / SXTB16 / SMLABB / SMLATB / SMLAD
+ *   __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55)  SXTAB16 / SXTB16 / SMLABB / SMLATB / SMLAD / SMMULR
  *   TESS_KERNELS_EMULATE_DSP (host tests)     the same operations in plain C
  *   TESS_KERNELS_REFERENCE, or neither         no fast path: the reference kernels
  *
@@ -41,6 +41,12 @@ static inline int32_t tess_smlatb(uint32_t x, int32_t y, int32_t acc) { return _
 static inline int32_t tess_ssat16(int32_t v) { return __ssat(v, 16); }
 /* acc + x.lo * y.lo + x.hi * y.hi (int16 halves). */
 static inline int32_t tess_smlad(uint32_t x, uint32_t y, int32_t acc) { return __smlad((int16x2_t)x, (int16x2_t)y, acc); }
+/* (x * y + 2^31) >> 32: the product's high word, rounded. */
+static inline int32_t tess_smmulr(int32_t x, int32_t y) {
+  int32_t out;
+  __asm__("smmulr %0, %1, %2" : "=r"(out) : "r"(x), "r"(y));
+  return out;
+}
 
 #elif !defined(TESS_KERNELS_REFERENCE) && defined(TESS_KERNELS_EMULATE_DSP)
 #define TESS_FAST 1
@@ -68,6 +74,7 @@ static inline int32_t tess_ssat16(int32_t v) { return v > INT16_MAX ? INT16_MAX 
 static inline int32_t tess_smlad(uint32_t x, uint32_t y, int32_t acc) {
   return acc + (int16_t)(x & 0xFFFFu) * (int16_t)(y & 0xFFFFu) + (int16_t)(x >> 16) * (int16_t)(y >> 16);
 }
+static inline int32_t tess_smmulr(int32_t x, int32_t y) { return (int32_t)(((int64_t)x * y + 0x80000000LL) >> 32); }
 #endif
 
 /* The fast path this build uses. */
