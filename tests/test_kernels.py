@@ -72,11 +72,17 @@ MUTATIONS = [
     ("tess_fire_fast.cc", "+ round) >> down;", "+ round + 1) >> down;", "fire"),
     ("tess_fast.h", "(hi + (1 << (shift - 33)))", "(hi + (1 << (shift - 33)) + 1)", "rescale"),
     ("tess_fast.h", "rounded = lo + (1u << (shift - 1))", "rounded = lo + (1u << (shift - 1)) + 1u", "rescale"),
-    ("tess_dw_fast.cc", "a3 += (int64_t)post[3] * xv;", "a3 += (int64_t)post[3] * xv + 1;", "dw"),
-    ("tess_update_fast.cc", "(random - delta) >> 16", "(random - delta + 1) >> 16", "update"),
-    ("tess_update_fast.cc", "& 0xFFFFu) - delta) >> 16)", "& 0xFFFFu) - delta + 1) >> 16)", "update"),
-    ("tess_update_fast.cc", "uint32_t position = seed + (counter + (uint32_t)c) * TESS_RANDOM_STEP;",
-     "uint32_t position = seed + (counter + (uint32_t)c + 1u) * TESS_RANDOM_STEP;", "update"),
+    ("tess_dw_fast.cc", "a3 = smlald(e[3], qx, a3);", "a3 = smlald(e[3], qx, a3) + 1;", "dw"),
+    ("tess_dw_fast.cc", "const int64_t round = (int64_t)1 << (shift - 1);", "const int64_t round = (int64_t)1 << shift;",
+     "dw"),
+    ("tess_dw_fast.cc", "| (hi << (32 - shift))));", "| (hi << (32 - shift))) + 1);", "dw"),
+    ("tess_update_fast.cc", "((int32_t)random - delta) >> 16", "((int32_t)random - delta + 1) >> 16", "update"),
+    ("tess_update_fast.cc", "(((int32_t)(random >> 16) - d1) >> 16)", "(((int32_t)(random >> 15) - d1) >> 16)",
+     "update"),
+    ("tess_update_fast.cc", "if (kClass == kSmall) return (g * m + (1 << (s - 1))) >> s;",
+     "if (kClass == kSmall) return (g * m + (1 << (s - 1))) >> (s - 1);", "update"),
+    ("tess_update_fast.cc", "const uint32_t position = seed + (counter + (uint32_t)(c / 2)) * TESS_RANDOM_STEP;",
+     "const uint32_t position = seed + (counter + (uint32_t)(c / 2) + 1u) * TESS_RANDOM_STEP;", "update"),
 ]
 
 

@@ -268,7 +268,7 @@ void check_update(void) {
       shift[c] = (int8_t)uniform(20, 31);
     } else if (chance(30)) {  // ... as the export gives the int16 accumulators (mult < 2^15, shift <= 31) ...
       mult[c] = chance(90) ? uniform(1 << 14, 32767) : uniform(-32767, 32767);
-      shift[c] = (int8_t)uniform(1, 31);
+      shift[c] = (int8_t)(chance(60) ? uniform(8, 14) : uniform(1, 31));  // 8..14: steps of a few LSB
     } else if (chance(40)) {  // ... and as exported learning rates give them (shift 40..50)
       mult[c] = uniform(1 << 30, INT32_MAX);
       shift[c] = (int8_t)uniform(40, 50);
