@@ -126,6 +126,25 @@ def _grad_shift(positions):
     return max(1, GRAD_BOUND_BITS + math.ceil(math.log2(positions)) - 14)
 
 
+def _psi_shift(spec, following):
+    """Bits the surrogate's scale gives up so that e_pre = g psi and e_post = g h (Q15) fit int16:
+    |g| <= 2**16 (softmax error) times the largest L / area, the LSG cells a position lies in and
+    the pool windows it can win (lsg_source "block"), psi <= psi_scale, h <= psi_scale / (1 - lambda)."""
+    def most(windows, size):
+        return max(sum(a <= i < b for a, b in windows) for i in range(size))
+
+    spatial = len(spec.lsg_shape) == 3
+    cells = most(spec.lsg_rows, spec.lsg_shape[0]) * most(spec.lsg_cols, spec.lsg_shape[1]) if spatial else 1
+    wins = 1
+    if spec.lsg_from:
+        (ph, pw), (sh, sw) = following.pool_size, following.strides
+        wins = math.ceil(ph / sh) * math.ceil(pw / sw)
+    g = 2.0**16 * int(np.max(spec.lsg_weight)) * cells * wins
+    h = min(32767.0, spec.psi_scale / (1.0 - spec.lambda_post / 32768.0)) if spec.alpha_post else 0.0
+    e = g * max(abs(spec.alpha_pre) * spec.psi_scale, abs(spec.alpha_post) * h) / 32768.0
+    return max(0, math.ceil(math.log2(e / 32767.0)))
+
+
 def _multipliers(channels):
     return channels * 5  # int32 mult + int8 shift
 
@@ -228,9 +247,14 @@ class SpikingKind(SpikingEngine, LayerKind):
             # Cell sums are weighted by L / area, so 1/(n*L) turns them into B's 1/n times the average.
             spec.lsg_mult, spec.lsg_shift = quantize_multiplier((1 << LOGIT_FRAC) / (n * spec.lsg_norm))
             spec.grad_shift = _grad_shift(int(np.prod(out_shape[:-1])))
+            # psi (and so e_pre, h and e_post) at 2**-k of its scale, so e cannot saturate int16.
+            nominal = spec.psi_scale
+            spec.psi_scale = max(1, round(nominal / 2 ** _psi_shift(spec, ctx.following)))
             # acc unit: 2**-(15 + F - grad_shift) input units, times 1/(n*L) (B and poolᵀ with the cell
-            # weights), in weights of scale w_scale; pending update in Q16 weight LSB.
+            # weights), in weights of scale w_scale, times the psi scale given up; pending update in Q16
+            # weight LSB.
             acc_real = in_unit / (n * spec.lsg_norm) * 2.0 ** -(Q15 + spec.trace_frac - spec.grad_shift)
+            acc_real *= nominal / spec.psi_scale
             spec.update_mult, spec.update_shift = quantize_multipliers16(
                 ctx.learning_rate * acc_real / w_scale * (1 << UPDATE_FRAC)
             )
