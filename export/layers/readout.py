@@ -18,6 +18,7 @@ from tess_keras.export.layers.fixed_point import (
     UPDATE_FRAC,
     WEIGHT_MAX,
     quantize_multiplier,
+    quantize_multiplier16,
     rescale,
     sat32,
     softmax_error,
@@ -88,8 +89,9 @@ class ReadoutKind(LayerKind):
             logit_shift=logit_shift,
             learn=block.name in ctx.learn,
         )
-        # Q15 error sums (spike x probability) -> Q16 weight LSB.
-        spec.update_mult, spec.update_shift = quantize_multiplier(
+        # Q15 error sums (spike x probability) -> Q16 weight LSB; a multiplier below 2**15 where the
+        # rate allows, so the update rescales the usual int16-sized sums in int32.
+        spec.update_mult, spec.update_shift = quantize_multiplier16(
             ctx.learning_rate / scale * 2.0 ** (UPDATE_FRAC - Q15)
         )
         return spec

@@ -15,7 +15,6 @@ import numpy as np
 from tess_keras.export.layers import maxpool
 from tess_keras.export.layers.base import BudgetRow, ExportError, LayerKind
 from tess_keras.export.layers.fixed_point import (
-    GRAD_BOUND_BITS,
     GRAD_SHIFT,
     LOGIT_FRAC,
     Q15,
@@ -118,16 +117,16 @@ def _trace_frac(max_input, lambda_pre_q15):
     return max(0, min(frac, 14))
 
 
-def _grad_shift(positions):
-    """The shift of a learning layer's per-step dW sums into its int16 accumulators: a position
-    adds |e q| <= 2**GRAD_BOUND_BITS (int16 e and q, which the traces and the learning signal
-    rarely approach), so a step's sum over ``positions`` stays within 2**14 of the int16
-    accumulator, which keeps one bit for the sum over the sample's steps."""
-    return max(1, GRAD_BOUND_BITS + math.ceil(math.log2(positions)) - 14)
+def _e_limit(positions):
+    """The largest |e_pre|, |e_post| for which a weight row's step sum over ``positions``
+    (each |e_pre q + e_post x 2**F| <= 2 * 32767 |e|) and the rounding stay below 2**31, so the
+    fast path sums in int32 (SMLAD)."""
+    return min(32767, (2**31 - 1 - 2 ** (GRAD_SHIFT - 1)) // (positions * 2 * 32767))
 
 
-def _psi_shift(spec, following):
-    """Bits the surrogate's scale gives up so that e_pre = g psi and e_post = g h (Q15) fit int16:
+def _psi_shift(spec, following, positions):
+    """Bits the surrogate's scale gives up so that e_pre = g psi and e_post = g h (Q15) stay within
+    ``_e_limit``:
     |g| <= 2**16 (softmax error) times the largest L / area, the LSG cells a position lies in and
     the pool windows it can win (lsg_source "block"), psi <= psi_scale, h <= psi_scale / (1 - lambda)."""
     def most(windows, size):
@@ -142,7 +141,7 @@ def _psi_shift(spec, following):
     g = 2.0**16 * int(np.max(spec.lsg_weight)) * cells * wins
     h = min(32767.0, spec.psi_scale / (1.0 - spec.lambda_post / 32768.0)) if spec.alpha_post else 0.0
     e = g * max(abs(spec.alpha_pre) * spec.psi_scale, abs(spec.alpha_post) * h) / 32768.0
-    return max(0, math.ceil(math.log2(e / 32767.0)))
+    return max(0, math.ceil(math.log2(e / _e_limit(positions))))
 
 
 def _multipliers(channels):
@@ -246,10 +245,11 @@ class SpikingKind(SpikingEngine, LayerKind):
             spec.lsg_sign = sign
             # Cell sums are weighted by L / area, so 1/(n*L) turns them into B's 1/n times the average.
             spec.lsg_mult, spec.lsg_shift = quantize_multiplier((1 << LOGIT_FRAC) / (n * spec.lsg_norm))
-            spec.grad_shift = _grad_shift(int(np.prod(out_shape[:-1])))
-            # psi (and so e_pre, h and e_post) at 2**-k of its scale, so e cannot saturate int16.
+            # psi (and so e_pre, h and e_post) at 2**-k of its scale: a row's step sum stays below
+            # 2**31, which GRAD_SHIFT brings within 2**14 of the int16 accumulators.
+            spec.grad_shift = GRAD_SHIFT
             nominal = spec.psi_scale
-            spec.psi_scale = max(1, round(nominal / 2 ** _psi_shift(spec, ctx.following)))
+            spec.psi_scale = max(1, round(nominal / 2 ** _psi_shift(spec, ctx.following, int(np.prod(out_shape[:-1])))))
             # acc unit: 2**-(15 + F - grad_shift) input units, times 1/(n*L) (B and poolᵀ with the cell
             # weights), in weights of scale w_scale, times the psi scale given up; pending update in Q16
             # weight LSB.

@@ -7,6 +7,8 @@
 // rounds; while a row's sum cannot leave int32 after the shift (positions <
 // 2^shift: each position adds at most 2^31 in magnitude) two 32-bit shifts
 // take its result, SSAT saturates it and QADD16 adds two channels at once.
+// Where this step's largest |e| and |q| bound every row's sum below 2^31 (checked
+// once per step), the sums are int32 instead: eight channels at a time, SMLAD.
 #include "tess_fast.h"
 
 #include "tess_simd.h"
@@ -98,19 +100,98 @@ void correlate(const Entry *list, int32_t count, int32_t co, bool first, bool la
   }
 }
 
+// The int32 path: eight channels at a time with SMLAD, exact where the step's values bound
+// every row's sum below 2^31 (fits32).
+void correlate32(const Entry *list, int32_t count, int32_t co, int32_t shift, int16_t *g) {
+  const int32_t round = (int32_t)1 << (shift - 1);
+  for (int32_t c0 = 0; c0 < co; c0 += 8) {
+    int32_t a0 = round, a1 = round, a2 = round, a3 = round, a4 = round, a5 = round, a6 = round, a7 = round;
+    for (const Entry *entry = list, *end = list + count; entry != end; ++entry) {
+      const uint32_t *e = entry->e + c0;
+      const uint32_t qx = entry->qx;
+      a0 = tess_smlad(e[0], qx, a0);
+      a1 = tess_smlad(e[1], qx, a1);
+      a2 = tess_smlad(e[2], qx, a2);
+      a3 = tess_smlad(e[3], qx, a3);
+      a4 = tess_smlad(e[4], qx, a4);
+      a5 = tess_smlad(e[5], qx, a5);
+      a6 = tess_smlad(e[6], qx, a6);
+      a7 = tess_smlad(e[7], qx, a7);
+    }
+    uint32_t w[4];
+    memcpy(w, g + c0, 16);
+    w[0] = qadd16(w[0], pack16(tess_ssat16(a0 >> shift), tess_ssat16(a1 >> shift)));
+    w[1] = qadd16(w[1], pack16(tess_ssat16(a2 >> shift), tess_ssat16(a3 >> shift)));
+    w[2] = qadd16(w[2], pack16(tess_ssat16(a4 >> shift), tess_ssat16(a5 >> shift)));
+    w[3] = qadd16(w[3], pack16(tess_ssat16(a6 >> shift), tess_ssat16(a7 >> shift)));
+    memcpy(g + c0, w, 16);
+  }
+}
+
+// Whether every row's sum of this step stays inside int32 with its rounding: at most oh * ow
+// positions, each adding |e_pre| |q| + |e_post| |x 2^frac| at most (the largest of this step).
+bool fits32(const tess_spiking_t *layer, const tess_spiking_state_t *state, const tess_scratch_t *scratch) {
+  const tess_learning_t *l = layer->learning;
+  if (layer->co % 8 != 0 || l->grad_shift > 31 || layer->conv.oh * layer->conv.ow > kListSize) return false;
+  int32_t pre = 0, post = 0, q = 0;
+  for (int32_t n = 0; n < layer->n; ++n) {
+    const int32_t lo = (int16_t)(scratch->e[n] & 0xFFFFu), hi = (int16_t)(scratch->e[n] >> 16);
+    pre |= lo < 0 ? -lo : lo;  // an OR of magnitudes bounds their maximum within a factor of 2
+    post |= hi < 0 ? -hi : hi;
+  }
+  for (int32_t i = 0; i < layer->nin; ++i) q |= state->q[i] < 0 ? -state->q[i] : state->q[i];
+  const int64_t x = (int64_t)(layer->analog ? 128 : 1) << l->trace_frac;
+  const int64_t bound = (int64_t)layer->conv.oh * layer->conv.ow * ((int64_t)pre * q + (int64_t)post * x) +
+                        ((int64_t)1 << (l->grad_shift - 1));
+  return bound <= INT32_MAX;
+}
+
 template <bool kNarrow>
 void conv_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
              const tess_scratch_t *scratch) {
   const tess_conv_shape_t &s = layer->conv;
   const tess_learning_t *l = layer->learning;
   const int32_t one = 1 << l->trace_frac, shift = l->grad_shift;
+  const bool narrow32 = fits32(layer, state, scratch);
   Entry list[kListSize];
+  // Per tap (kh, kw): the positions it reaches, with their outputs' e and their input's offset,
+  // listed once for all ci (when at most kListSize; else each ci walks the map again).
+  Entry taps[kListSize];
   for (int32_t kh = 0; kh < s.k; ++kh) {
     for (int32_t kw = 0; kw < s.k; ++kw) {
+      int32_t reach = 0;
+      bool all = true;
+      for (int32_t oy = 0; oy < s.oh && all; ++oy) {
+        const int32_t iy = oy * s.stride + kh - s.pad_top;
+        if (iy < 0 || iy >= s.h) continue;
+        for (int32_t ox = 0; ox < s.ow; ++ox) {
+          const int32_t ix = ox * s.stride + kw - s.pad_left;
+          if (ix < 0 || ix >= s.w) continue;
+          if (reach == kListSize) {
+            all = false;
+            break;
+          }
+          taps[reach++] = {scratch->e + (oy * s.ow + ox) * s.co, (uint32_t)((iy * s.w + ix) * s.ci)};
+        }
+      }
       for (int32_t ci = 0; ci < s.ci; ++ci) {
         int16_t *g = state->g + ((kh * s.k + kw) * s.ci + ci) * s.co;
         int32_t count = 0;
         bool first = true;
+        if (all) {
+          for (int32_t i = 0; i < reach; ++i) {
+            const int32_t in = (int32_t)taps[i].qx + ci;
+            const int32_t qv = state->q[in], xv = x[in] * one;
+            if ((qv | xv) == 0) continue;
+            list[count++] = {taps[i].e, pack16(qv, xv)};
+          }
+          if (narrow32) {
+            if (count > 0) correlate32(list, count, s.co, shift, g);
+          } else if (count > 0) {
+            correlate<kNarrow>(list, count, s.co, true, true, shift, scratch->gsum, g);
+          }
+          continue;
+        }
         for (int32_t oy = 0; oy < s.oh; ++oy) {
           const int32_t iy = oy * s.stride + kh - s.pad_top;
           if (iy < 0 || iy >= s.h) continue;
@@ -121,7 +202,7 @@ void conv_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, con
             const int32_t qv = state->q[in], xv = x[in] * one;
             if (qv == 0 && xv == 0) continue;
             list[count++] = {scratch->e + (oy * s.ow + ox) * s.co, pack16(qv, xv)};
-            if (count == kListSize) {
+            if (count == kListSize && !narrow32) {
               correlate<kNarrow>(list, count, s.co, first, false, shift, scratch->gsum, g);
               count = 0;
               first = false;
@@ -129,7 +210,9 @@ void conv_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, con
           }
         }
         // No position at all: round(0) = 0 leaves the row as it is.
-        if (count > 0 || !first) correlate<kNarrow>(list, count, s.co, first, true, shift, scratch->gsum, g);
+        if (narrow32) {
+          if (count > 0) correlate32(list, count, s.co, shift, g);
+        } else if (count > 0 || !first) correlate<kNarrow>(list, count, s.co, first, true, shift, scratch->gsum, g);
       }
     }
   }

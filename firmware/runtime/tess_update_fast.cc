@@ -36,17 +36,21 @@ inline int8_t step_weight(int8_t w, int32_t delta, uint32_t random) {
 // last two give |delta| < 2^30, so (r - delta) >> 16 stays in int32.
 enum { kAny = 0, kHigh = 1, kSmall = 2 };
 
+// An int32 accumulator (the readout's) takes the kSmall arithmetic while it is inside int16.
 template <typename G>
 inline int32_t class_of(int32_t m, int32_t s) {
   if (s >= 33) return kHigh;
-  if (sizeof(G) == 2 && m > -32768 && m < 32768 && s >= 1 && s <= 31) return kSmall;
+  if (m > -32768 && m < 32768 && s >= 1 && s <= 31) return kSmall;
   return kAny;
 }
 
 template <int kClass>
 inline int32_t delta_of(int32_t g, int32_t m, int32_t s) {
   if (kClass == kHigh) return ((int32_t)(((int64_t)g * m) >> 32) + (1 << (s - 33))) >> (s - 32);
-  if (kClass == kSmall) return (g * m + (1 << (s - 1))) >> s;
+  if (kClass == kSmall) {
+    if ((uint32_t)g + 32768u < 65536u) return (g * m + (1 << (s - 1))) >> s;
+    return tess_rescale_fast(g, m, s);  // an int32 accumulator past int16: |delta| may reach 2^31
+  }
   return tess_rescale_fast(g, m, s);
 }
 
@@ -61,7 +65,7 @@ inline void update_pair(int8_t *w, G *g, const int32_t m[2], const int32_t s[2],
   const int32_t d1 = g1 != 0 ? delta_of<kClass>(g1, m[1], s[1]) : 0;
   if ((d0 | d1) == 0) return;
   const uint32_t random = tess_mix32(position);
-  if (kClass != kAny) {  // |delta| < 2^30: (r - delta) >> 16 in int32
+  if (kClass == kHigh || (kClass == kSmall && sizeof(G) == 2)) {  // |delta| < 2^30: (r - delta) >> 16 in int32
     if (d0 != 0) w[0] = clamp_weight(w[0] + (((int32_t)(random & 0xFFFFu) - d0) >> 16));
     if (d1 != 0) w[1] = clamp_weight(w[1] + (((int32_t)(random >> 16) - d1) >> 16));
   } else {
