@@ -83,6 +83,30 @@ void pairs(int8_t *w, G *g, int32_t first, int32_t stride, int32_t count, const 
   }
 }
 
+// The common case, both channels of the pair kSmall: no branch per weight (a zero accumulator
+// rounds to delta 0, which (r - 0) >> 16 = 0 leaves as it is), loads hoisted. An int32
+// accumulator outside int16 takes the general pair update.
+template <typename G>
+void pairs_small(int8_t *w, G *g, int32_t first, int32_t stride, int32_t count, const int32_t m[2],
+                 const int32_t s[2], uint32_t position, uint32_t advance) {
+  const int32_t m0 = m[0], m1 = m[1], s0 = s[0], s1 = s[1], r0 = 1 << (s0 - 1), r1 = 1 << (s1 - 1);
+  for (int32_t i = first; i + 1 < count; i += stride, position += advance) {
+    const int32_t g0 = g[i], g1 = g[i + 1];
+    if ((g0 | g1) == 0) continue;
+    if (sizeof(G) != 2 && ((uint32_t)g0 + 32768u >= 65536u || (uint32_t)g1 + 32768u >= 65536u)) {
+      update_pair<kAny>(w + i, g + i, m, s, position);
+      continue;
+    }
+    g[i] = 0;
+    g[i + 1] = 0;
+    const int32_t d0 = (g0 * m0 + r0) >> s0, d1 = (g1 * m1 + r1) >> s1;
+    if ((d0 | d1) == 0) continue;
+    const uint32_t random = tess_mix32(position);
+    w[i] = clamp_weight(w[i] + (((int32_t)(random & 0xFFFFu) - d0) >> 16));
+    w[i + 1] = clamp_weight(w[i + 1] + (((int32_t)(random >> 16) - d1) >> 16));
+  }
+}
+
 template <typename G>
 void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t *mult, const int8_t *shift,
                  uint32_t seed, uint32_t counter) {
@@ -111,7 +135,7 @@ void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t
     if (kind == kHigh && class_of<G>(m[1], s[1]) == kHigh) {
       pairs<kHigh>(w, g, c, stride, count, m, s, position, advance);
     } else if (kind == kSmall && class_of<G>(m[1], s[1]) == kSmall) {
-      pairs<kSmall>(w, g, c, stride, count, m, s, position, advance);
+      pairs_small(w, g, c, stride, count, m, s, position, advance);
     } else {
       pairs<kAny>(w, g, c, stride, count, m, s, position, advance);
     }
