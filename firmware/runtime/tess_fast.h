@@ -48,6 +48,12 @@ int32_t tess_fast_traces(const tess_spiking_t *layer, const tess_spiking_state_t
 /* acc[c] = sum of the weight rows of the active inputs (the readout's logits without bias). */
 int32_t tess_fast_readout(const tess_readout_t *readout, const int8_t *weights, const uint8_t *x, int32_t *acc,
                           uint32_t *mask);
+/* Helium builds (TESS_MVE): the currents of a binary-spike input on geometry s (a dense
+ * layer or the readout: a 1x1 map with nin channels); mask: as above. 0 without MVE. */
+int32_t tess_mve_spike_currents(const tess_conv_shape_t *s, const int8_t *weights, const uint8_t *x, uint32_t *mask,
+                                int32_t *acc);
+/* The same for an int8 input (no scratch). */
+int32_t tess_mve_value_currents(const tess_conv_shape_t *s, const int8_t *weights, const int8_t *x, int32_t *acc);
 
 /* The dW step of a conv layer (tess_accumulate_dw). */
 int32_t tess_fast_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,

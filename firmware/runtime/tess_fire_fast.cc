@@ -12,6 +12,10 @@
 #include "tess_runtime.h"
 #include "tess_simd.h"
 
+#if defined(TESS_MVE)
+#include <arm_mve.h>
+#endif
+
 #if defined(TESS_FAST)
 
 namespace {
@@ -32,43 +36,122 @@ inline void lif(int16_t *u, uint8_t *o, int32_t i, int32_t current, int32_t rese
   o[i] = v >= threshold ? 1 : 0;
 }
 
+// Channel c at every position (neurons c, c + channels, ...): its multiplier and shift loaded and classified once.
+void fire_channel(const tess_spiking_t *layer, int16_t *u, uint8_t *o, const int32_t *acc, int32_t c) {
+  const int32_t gamma = layer->gamma, reset = layer->reset_amount, threshold = layer->threshold;
+  const int32_t n = layer->n, channels = layer->co;
+  const int32_t mult = layer->current_mult[c], shift = layer->current_shift[c];
+  if (shift >= 33) {
+    const int32_t round = 1 << (shift - 33), down = shift - 32;
+    for (int32_t i = c; i < n; i += channels) {
+      const int32_t current = ((int32_t)(((int64_t)acc[i] * mult) >> 32) + round) >> down;
+      lif<true>(u, o, i, current, reset, gamma, threshold);
+    }
+  } else if (shift >= 1) {
+    // |acc| < 2^(shift-1) (every spike sum): acc 2^(32-shift) fits int32 and SMMULR's rounding at
+    // bit 31 is the rounding at bit shift-1, with |current| < 2^30; wider sums take the 64-bit way.
+    const int32_t up = 32 - shift;
+    for (int32_t i = c; i < n; i += channels) {
+      const int32_t a = acc[i], scaled = (int32_t)((uint32_t)a << up);
+      if ((scaled >> up) == a) {
+        lif<true>(u, o, i, tess_smmulr(scaled, mult), reset, gamma, threshold);
+      } else {
+        lif<false>(u, o, i, tess_rescale_fast(a, mult, shift), reset, gamma, threshold);
+      }
+    }
+  } else {
+    for (int32_t i = c; i < n; i += channels) {
+      lif<false>(u, o, i, tess_rescale_fast(acc[i], mult, shift), reset, gamma, threshold);
+    }
+  }
+}
+
+#if defined(TESS_MVE)
+// Helium: four channels of one position a vector (positions inner, channels outer, so the
+// multipliers and shifts are loaded once). All four shifts >= 33 (kHigh): VMULH then VRSHL
+// by 32 - shift, which is (hi + 2^(shift-33)) >> (shift-32); all in 1..32: sums below
+// 2^(shift-1) scaled by 2^(32-shift) and rounded by VRMULH (a position with a wider sum
+// takes the scalar way). The leak (u - r o) gamma fits int32 and VRSHR #15 rounds it;
+// |current| < 2^30, so leak + current needs no saturation before the int16 clamp (a
+// saturating shift up by 16 and back). kWhole: four channels, no predication.
+template <bool kWhole, bool kHigh>
+void fire_lanes(const tess_spiking_t *layer, int16_t *u, uint8_t *o, const int32_t *acc, int32_t c0) {
+  const int32_t channels = layer->co, lanes = kWhole ? 4 : channels - c0, n = layer->n;
+  const int32_t *mults = layer->current_mult + c0;
+  const int8_t *shifts = layer->current_shift + c0;
+  const mve_pred16_t p = vctp32q((uint32_t)lanes);
+  const int32x4_t mult = kWhole ? vldrwq_s32(mults) : vldrwq_z_s32(mults, p);
+  const int32x4_t shift = kWhole ? vldrbq_s32(shifts) : vldrbq_z_s32(shifts, p);
+  // 32 - shift: kHigh, a right shift by shift - 32 (a negative VRSHL); else the scaling up
+  const int32x4_t amount = vsubq_s32(vdupq_n_s32(32), shift), back = vnegq_s32(amount);
+  const int32_t reset = layer->reset_amount, gamma = layer->gamma, threshold = layer->threshold;
+  // u >= v_th with u in int16: v_th clamped to [-2^15, 2^15] keeps every answer and u - v_th in int32
+  const int32_t edge = threshold < -32768 ? -32768 : (threshold > 32768 ? 32768 : threshold);
+  for (int32_t i = c0; i < n; i += channels) {
+    const int32x4_t a = kWhole ? vldrwq_s32(acc + i) : vldrwq_z_s32(acc + i, p);
+    int32x4_t current;
+    if (kHigh) {
+      current = vrshlq_s32(vmulhq_s32(a, mult), amount);
+    } else {
+      const int32x4_t scaled = vshlq_s32(a, amount);
+      const int32x4_t rebuilt = vshlq_s32(scaled, back);
+      if ((kWhole ? vcmpneq_s32(rebuilt, a) : vcmpneq_m_s32(rebuilt, a, p)) != 0) {  // a sum of 2^(shift-1) or more
+        for (int32_t l = 0; l < lanes; ++l) {
+          lif<false>(u, o, i + l, tess_rescale_fast(acc[i + l], mults[l], shifts[l]), reset, gamma, threshold);
+        }
+        continue;
+      }
+      current = vrmulhq_s32(scaled, mult);
+    }
+    const int32x4_t before = kWhole ? vldrhq_s32(u + i) : vldrhq_z_s32(u + i, p);
+    const uint32x4_t fired = kWhole ? vldrbq_u32(o + i) : vldrbq_z_u32(o + i, p);
+    const int32x4_t kept = vsubq_s32(before, vmulq_n_s32(vreinterpretq_s32_u32(fired), reset));
+    const int32x4_t v = vshrq_n_s32(vqshlq_n_s32(vaddq_s32(vrshrq_n_s32(vmulq_n_s32(kept, gamma), 15), current), 16), 16);
+    const int32x4_t spikes = vaddq_n_s32(vshrq_n_s32(vsubq_n_s32(v, edge), 31), 1);  // 1 when v >= v_th
+    if (kWhole) {
+      vstrhq_s32(u + i, v);
+      vstrbq_s32(reinterpret_cast<int8_t *>(o + i), spikes);
+    } else {
+      vstrhq_p_s32(u + i, v, p);
+      vstrbq_p_s32(reinterpret_cast<int8_t *>(o + i), spikes, p);
+    }
+  }
+}
+
+// Channels c0 .. c0 + 4 (fewer at the end): one vector loop when their shifts share a class.
+template <bool kWhole>
+void fire_block(const tess_spiking_t *layer, int16_t *u, uint8_t *o, const int32_t *acc, int32_t c0) {
+  const int32_t lanes = kWhole ? 4 : layer->co - c0;
+  const int8_t *shifts = layer->current_shift + c0;
+  bool high = true, low = true;
+  for (int32_t l = 0; l < lanes; ++l) {
+    high = high && shifts[l] >= 33;
+    low = low && shifts[l] >= 1 && shifts[l] <= 32;
+  }
+  if (high) {
+    fire_lanes<kWhole, true>(layer, u, o, acc, c0);
+  } else if (low) {
+    fire_lanes<kWhole, false>(layer, u, o, acc, c0);
+  } else {
+    for (int32_t l = 0; l < lanes; ++l) fire_channel(layer, u, o, acc, c0 + l);
+  }
+}
+#endif
+
 }  // namespace
 
 extern "C" {
 
 int32_t tess_fast_fire(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *acc) {
-  const int32_t gamma = layer->gamma, reset = layer->reset_amount, threshold = layer->threshold;
+  const int32_t gamma = layer->gamma, reset = layer->reset_amount;
   if (gamma < 0 || gamma > 32768 || reset < 0 || reset > 32768) return 0;
-  const int32_t n = layer->n, channels = layer->co;
-  int16_t *u = state->u;
-  uint8_t *o = state->o;
-  // Channel by channel, so each channel's multiplier and shift are loaded (and classified) once.
-  for (int32_t c = 0; c < channels; ++c) {
-    const int32_t mult = layer->current_mult[c], shift = layer->current_shift[c];
-    if (shift >= 33) {
-      const int32_t round = 1 << (shift - 33), down = shift - 32;
-      for (int32_t i = c; i < n; i += channels) {
-        const int32_t current = ((int32_t)(((int64_t)acc[i] * mult) >> 32) + round) >> down;
-        lif<true>(u, o, i, current, reset, gamma, threshold);
-      }
-    } else if (shift >= 1) {
-      // |acc| < 2^(shift-1) (every spike sum): acc 2^(32-shift) fits int32 and SMMULR's rounding at
-      // bit 31 is the rounding at bit shift-1, with |current| < 2^30; wider sums take the 64-bit way.
-      const int32_t up = 32 - shift;
-      for (int32_t i = c; i < n; i += channels) {
-        const int32_t a = acc[i], scaled = (int32_t)((uint32_t)a << up);
-        if ((scaled >> up) == a) {
-          lif<true>(u, o, i, tess_smmulr(scaled, mult), reset, gamma, threshold);
-        } else {
-          lif<false>(u, o, i, tess_rescale_fast(a, mult, shift), reset, gamma, threshold);
-        }
-      }
-    } else {
-      for (int32_t i = c; i < n; i += channels) {
-        lif<false>(u, o, i, tess_rescale_fast(acc[i], mult, shift), reset, gamma, threshold);
-      }
-    }
-  }
+#if defined(TESS_MVE)
+  int32_t c = 0;
+  for (; c + 4 <= layer->co; c += 4) fire_block<true>(layer, state->u, state->o, acc, c);
+  if (c < layer->co) fire_block<false>(layer, state->u, state->o, acc, c);
+#else
+  for (int32_t c = 0; c < layer->co; ++c) fire_channel(layer, state->u, state->o, acc, c);
+#endif
   return 1;
 }
 

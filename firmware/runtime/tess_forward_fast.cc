@@ -357,6 +357,13 @@ void currents_at(const Geometry &g, const int8_t *weights, const int8_t *x, cons
 
 void currents(const Geometry &g, const int8_t *weights, const int8_t *x, bool spikes, uint32_t *mask,
               int32_t *acc) {
+#if defined(TESS_MVE)
+  if (spikes) {  // Helium
+    const tess_conv_shape_t shape = {g.h, g.w, g.ci, g.oh, g.ow, g.co, g.k, g.stride, g.pad_top, g.pad_left};
+    tess_mve_spike_currents(&shape, weights, reinterpret_cast<const uint8_t *>(x), mask, acc);
+    return;
+  }
+#endif
   if (spikes) {
     pack_mask(g, x, mask);
     for (int32_t n = 0; n < g.oh * g.ow * g.co; ++n) acc[n] = 0;  // the lanes add into it
@@ -375,6 +382,12 @@ extern "C" {
 int32_t tess_fast_currents(const tess_spiking_t *layer, const int8_t *weights, const int8_t *x, int32_t *acc,
                            uint32_t *mask, int16_t *packed) {
   const Geometry g = geometry_of(layer);
+#if defined(TESS_MVE)
+  if (layer->analog) {  // Helium
+    const tess_conv_shape_t shape = {g.h, g.w, g.ci, g.oh, g.ow, g.co, g.k, g.stride, g.pad_top, g.pad_left};
+    return tess_mve_value_currents(&shape, weights, x, acc);
+  }
+#endif
   if (layer->analog && packed != nullptr && (g.k * g.k * g.ci + 1) / 2 <= kMaxPairs) {
     currents_packed(g, weights, x, packed, acc);
   } else {

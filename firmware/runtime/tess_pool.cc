@@ -3,6 +3,11 @@
 #include <string.h>
 
 #include "tess_kernels.h"
+#include "tess_simd.h"
+
+#if defined(TESS_MVE)
+#include <arm_mve.h>
+#endif
 
 namespace {
 
@@ -19,6 +24,22 @@ inline void clip(int32_t o, int32_t stride, int32_t pad, int32_t size, int32_t e
   *hi = first + size > extent ? extent : first + size;
 }
 
+#if defined(TESS_MVE)
+// Helium: sixteen channels a vector (the last one predicated).
+void pool_at(const tess_pool_t *p, const uint8_t *x, int32_t y0, int32_t y1, int32_t x0, int32_t x1, uint8_t *out) {
+  const int32_t row = p->w * p->c;
+  const uint8_t *corner = x + (y0 * p->w + x0) * p->c;
+  for (int32_t c = 0; c < p->c; c += 16) {
+    const mve_pred16_t lanes = vctp8q((uint32_t)(p->c - c));
+    uint8x16_t bits = vdupq_n_u8(0);
+    for (int32_t iy = y0; iy < y1; ++iy) {
+      const uint8_t *in = corner + (iy - y0) * row + c;
+      for (int32_t ix = x0; ix < x1; ++ix, in += p->c) bits = vorrq_u8(bits, vldrbq_z_u8(in, lanes));
+    }
+    vstrbq_p_u8(out + c, bits, lanes);
+  }
+}
+#else
 // out[c] = OR of the window's pixels at channel c: four channels a word, ORed in a register.
 void pool_at(const tess_pool_t *p, const uint8_t *x, int32_t y0, int32_t y1, int32_t x0, int32_t x1, uint8_t *out) {
   const int32_t row = p->w * p->c;
@@ -40,6 +61,7 @@ void pool_at(const tess_pool_t *p, const uint8_t *x, int32_t y0, int32_t y1, int
     out[c] = bit;
   }
 }
+#endif
 
 }  // namespace
 

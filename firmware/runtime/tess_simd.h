@@ -3,6 +3,7 @@
  * which path this build takes (chosen at compile time):
  *
  *   __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55)  SXTAB16 / SXTB16 / SMLABB / SMLATB / SMLAD / SMMULR
+ *   __ARM_FEATURE_MVE (Cortex-M55)            also Helium for the spike currents (TESS_MVE)
  *   TESS_KERNELS_EMULATE_DSP (host tests)     the same operations in plain C
  *   TESS_KERNELS_REFERENCE, or neither         no fast path: the reference kernels
  *
@@ -21,6 +22,9 @@
 #if !defined(TESS_KERNELS_REFERENCE) && defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define TESS_FAST 1
 #include <arm_acle.h>
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define TESS_MVE 1 /* spike currents on Helium: tess_forward_mve.cc */
+#endif
 
 static inline uint32_t tess_sxtab16(uint32_t acc, uint32_t w) { return __sxtab16(acc, w); }
 static inline uint32_t tess_sxtab16_ror8(uint32_t acc, uint32_t w) {
@@ -81,6 +85,8 @@ static inline int32_t tess_smmulr(int32_t x, int32_t y) { return (int32_t)(((int
 static inline const char *tess_kernels_path(void) {
 #if defined(TESS_FAST) && defined(TESS_KERNELS_EMULATE_DSP)
   return "dsp-emulated";
+#elif defined(TESS_MVE)
+  return "mve";
 #elif defined(TESS_FAST)
   return "dsp";
 #else

@@ -186,6 +186,42 @@ void check_fire(void) {
   if (fast && memcmp(o_ref, o_fast, (size_t)layer.n) != 0) check(fire_tally, true, "a", "b", 1u, "fire o");
 }
 
+// The LIF update with one shift class for every channel (all >= 33, or all 1..32 with sums
+// mostly below 2^(shift-1)), channel counts 4k and 4k + 1..3: the fast path's whole
+// blocks of channels (Helium: four a vector), the tail block and the wide-sum fallback.
+// Its own random stream, so the other kernels' cases stay what they were.
+uint32_t fire_blocks_rng = 0x9E3779B9u;
+
+void check_fire_blocks(void) {
+  const uint32_t shared_rng = rng_state;
+  rng_state = fire_blocks_rng;
+  tess_spiking_t layer = random_layer();
+  const bool high = chance(50);
+  for (int32_t c = 0; c < layer.co; ++c) {
+    mult[c] = chance(70) ? uniform(1 << 30, INT32_MAX) : wide_value();
+    shift[c] = (int8_t)(high ? uniform(33, 62) : uniform(1, 32));
+  }
+  layer.current_mult = mult;
+  layer.current_shift = shift;
+  layer.gamma = uniform(0, 32768);
+  layer.reset_amount = uniform(0, 32768);
+  layer.threshold = uniform(-4096, 8192);
+  for (int32_t n = 0; n < layer.n; ++n) {
+    const int32_t s = shift[n % layer.co], limit = s >= 31 ? (1 << 30) - 1 : (1 << (s - 1)) - 1;
+    acc_ref[n] = !high && chance(95) ? uniform(-limit, limit) : wide_value();
+    u_ref[n] = u_fast[n] = (int16_t)uniform(-32768, 32767);
+    o_ref[n] = o_fast[n] = (uint8_t)(next() & 1u);
+  }
+  tess_spiking_state_t ref = {u_ref, o_ref, nullptr, nullptr, nullptr, nullptr};
+  tess_spiking_state_t fast_state = {u_fast, o_fast, nullptr, nullptr, nullptr, nullptr};
+  tess_spiking_fire(&layer, &ref, acc_ref);
+  const bool fast = tess_fast_fire(&layer, &fast_state, acc_ref) != 0;
+  check(fire_tally, fast, u_ref, u_fast, (uint32_t)layer.n * 2u, "fire blocks u");
+  if (fast && memcmp(o_ref, o_fast, (size_t)layer.n) != 0) check(fire_tally, true, "a", "b", 1u, "fire blocks o");
+  fire_blocks_rng = rng_state;
+  rng_state = shared_rng;
+}
+
 // tess_rescale_fast against tess_rescale, shifts biased to the class edges (1..3, 31..35).
 void check_rescale(void) {
   for (int32_t i = 0; i < 256; ++i) {
@@ -341,6 +377,7 @@ int main(void) {
     check_currents();
     check_readout();
     check_fire();
+    check_fire_blocks();
     check_traces();
     check_rescale();
     check_dw();
