@@ -43,6 +43,8 @@ struct Entry {
   uint32_t qx;        // (q, x 2^frac) of the row's input there
 };
 
+inline int32_t larger(int32_t a, int32_t b) { return a > b ? a : b; }
+
 inline uint32_t pack16(int32_t lo, int32_t hi) { return (uint32_t)(uint16_t)lo | ((uint32_t)hi << 16); }
 
 // sat16(sum / 2^shift): two 32-bit shifts where the result fits int32 (kNarrow, 1 <= shift <= 31).
@@ -130,7 +132,8 @@ void correlate32(const Entry *list, int32_t count, int32_t co, int32_t shift, in
 
 // Whether every row's sum of this step stays inside int32 with its rounding: at most oh * ow
 // positions, each adding |e_pre| |q| + |e_post| |x 2^frac| at most (the largest of this step).
-bool fits32(const tess_spiking_t *layer, const tess_spiking_state_t *state, const tess_scratch_t *scratch) {
+bool fits32(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x_in,
+            const tess_scratch_t *scratch) {
   const tess_learning_t *l = layer->learning;
   if (layer->co % 8 != 0 || l->grad_shift > 31 || layer->conv.oh * layer->conv.ow > kListSize) return false;
   int32_t pre = 0, post = 0, q = 0;
@@ -141,9 +144,22 @@ bool fits32(const tess_spiking_t *layer, const tess_spiking_state_t *state, cons
   }
   for (int32_t i = 0; i < layer->nin; ++i) q |= state->q[i] < 0 ? -state->q[i] : state->q[i];
   const int64_t x = (int64_t)(layer->analog ? 128 : 1) << l->trace_frac;
-  const int64_t bound = (int64_t)layer->conv.oh * layer->conv.ow * ((int64_t)pre * q + (int64_t)post * x) +
-                        ((int64_t)1 << (l->grad_shift - 1));
-  return bound <= INT32_MAX;
+  const int64_t positions = (int64_t)layer->conv.oh * layer->conv.ow, round = (int64_t)1 << (l->grad_shift - 1);
+  if (positions * ((int64_t)pre * q + (int64_t)post * x) + round <= INT32_MAX) return true;
+  // Past the quick bound: the exact largest values (and the input's), which a layer sized for
+  // the int32 sums (the export's e limit) meets.
+  pre = post = q = 0;
+  int32_t input = 0;
+  for (int32_t n = 0; n < layer->n; ++n) {
+    const int32_t lo = (int16_t)(scratch->e[n] & 0xFFFFu), hi = (int16_t)(scratch->e[n] >> 16);
+    pre = larger(pre, lo < 0 ? -lo : lo);
+    post = larger(post, hi < 0 ? -hi : hi);
+  }
+  for (int32_t i = 0; i < layer->nin; ++i) {
+    q = larger(q, state->q[i] < 0 ? -state->q[i] : state->q[i]);
+    input = larger(input, x_in[i] < 0 ? -x_in[i] : x_in[i]);
+  }
+  return positions * ((int64_t)pre * q + (int64_t)post * ((int64_t)input << l->trace_frac)) + round <= INT32_MAX;
 }
 
 template <bool kNarrow>
@@ -152,7 +168,7 @@ void conv_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, con
   const tess_conv_shape_t &s = layer->conv;
   const tess_learning_t *l = layer->learning;
   const int32_t one = 1 << l->trace_frac, shift = l->grad_shift;
-  const bool narrow32 = fits32(layer, state, scratch);
+  const bool narrow32 = fits32(layer, state, x, scratch);
   Entry list[kListSize];
   // Per tap (kh, kw): the positions it reaches, with their outputs' e and their input's offset,
   // listed once for all ci (when at most kListSize; else each ci walks the map again).

@@ -7,9 +7,10 @@
 
 namespace {
 
-inline int32_t lsg_sign(const uint8_t *row, int32_t k) {
-  if (k == 0) return 0;
-  return ((row[k >> 3] >> (k & 7)) & 1) ? 1 : -1;
+// The bits of B's row byte `byte` that are columns 1..n-1 (column 0 is zero, bits past n unused).
+inline uint32_t column_mask(int32_t byte, int32_t n) {
+  const int32_t left = n - byte * 8;
+  return (left >= 8 ? 0xFFu : (1u << left) - 1u) & (byte == 0 ? 0xFEu : 0xFFu);
 }
 
 // Spike counts per LSG cell of a conv layer's map (adaptive windows may overlap), times L / area.
@@ -86,18 +87,35 @@ extern "C" {
 // g[cell] = sum_c B[c, cell] (softmax(B a) - y)[c] with a the (weighted) spike counts per
 // cell; the 1/(n * L) of B and of pool^T sit in the LSG and learning-rate multipliers.
 void tess_learning_signal(const tess_learning_t *l, int32_t classes, int32_t label, const tess_scratch_t *scratch) {
+  // B's signs are +1 (bit set) or -1 outside column 0 (0): each sum is twice the sum over the set
+  // bits less the sum over all of columns 1..n-1, so only the set bits are visited.
   int32_t *cells = scratch->cells;
+  const int32_t n = l->lsg_size;
+  int64_t total = 0;
+  for (int32_t k = 1; k < n; ++k) total += cells[k];
   for (int32_t c = 0; c < classes; ++c) {
     const uint8_t *row = l->lsg_bits + c * l->lsg_row_bytes;
-    int64_t sum = 0;
-    for (int32_t k = 0; k < l->lsg_size; ++k) sum += lsg_sign(row, k) * cells[k];
-    scratch->z[c] = tess_rescale(tess_sat32(sum), l->lsg_mult, l->lsg_shift);
+    int64_t set = 0;
+    for (int32_t byte = 0; byte < l->lsg_row_bytes; ++byte) {
+      for (uint32_t bits = row[byte] & column_mask(byte, n); bits != 0; bits &= bits - 1) {
+        set += cells[byte * 8 + __builtin_ctz(bits)];
+      }
+    }
+    scratch->z[c] = tess_rescale(tess_sat32(2 * set - total), l->lsg_mult, l->lsg_shift);
   }
   tess_softmax_error(scratch->z, classes, label, scratch->err);
-  for (int32_t k = 0; k < l->lsg_size; ++k) {
-    int32_t g = 0;
-    for (int32_t c = 0; c < classes; ++c) g += lsg_sign(l->lsg_bits + c * l->lsg_row_bytes, k) * scratch->err[c];
-    cells[k] = g;
+  int32_t err_total = 0;
+  for (int32_t c = 0; c < classes; ++c) err_total += scratch->err[c];
+  cells[0] = 0;
+  for (int32_t k = 1; k < n; ++k) cells[k] = -err_total;
+  for (int32_t c = 0; c < classes; ++c) {
+    const uint8_t *row = l->lsg_bits + c * l->lsg_row_bytes;
+    const int32_t twice = 2 * scratch->err[c];
+    for (int32_t byte = 0; byte < l->lsg_row_bytes; ++byte) {
+      for (uint32_t bits = row[byte] & column_mask(byte, n); bits != 0; bits &= bits - 1) {
+        cells[byte * 8 + __builtin_ctz(bits)] += twice;
+      }
+    }
   }
 }
 
@@ -131,6 +149,10 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
   // packed as the int16 halves of one word for the correlation.
   for (int32_t n = 0; n < layer->n; ++n) {
     const int64_t gn = g[n];
+    if (gn == 0) {  // e = 0 (through a max-pool most neurons win no window)
+      scratch->e[n] = 0;
+      continue;
+    }
     const int32_t psi = tess_psi_q15(state->u[n], layer->threshold, layer->psi_scale);
     const int32_t pre = tess_sat16((int64_t)l->alpha_pre * tess_round_shift(gn * psi, 15));
     const int32_t post = l->alpha_post != 0 ? tess_sat16((int64_t)l->alpha_post * tess_round_shift(gn * state->h[n], 15)) : 0;
