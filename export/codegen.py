@@ -6,7 +6,6 @@ buffers (``LayerKind.engine_context``, with the walk's shared state ``EngineWalk
 Nothing here depends on which kinds exist.
 """
 
-import shutil
 from pathlib import Path
 
 import jinja2
@@ -17,20 +16,22 @@ from tess_keras.export.layers.base import ExportError, c_name  # noqa: F401  (c_
 
 TEMPLATES = Path(__file__).parent / "templates"
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "firmware" / "runtime"
-RUNTIME_FILES = (
-    "tess_runtime.h", "tess_simd.h", "tess_kernels.h", "tess_fast.h", "tess_model.h",
-    "tess_spiking.cc", "tess_forward_fast.cc", "tess_fire_fast.cc", "tess_learn.cc", "tess_dw.cc", "tess_dw_fast.cc", "tess_pool.cc", "tess_readout.cc",
-    "tess_update.cc", "tess_update_fast.cc", "tess_model.cc", "tess_state.cc",
-)
-RUNTIME_SOURCES = tuple(name for name in RUNTIME_FILES if name.endswith(".cc"))
+RUNTIME_HEADER = "tess_runtime.h"  # the runtime's first header: its folder is a runtime
+RUNTIME_SUFFIXES = (".cc", ".c")  # its sources, every one compiled (as the export's CMakeLists.txt globs them)
 ENGINE_FILES = ("tess_engine.h", "tess_engine.cc")
 
 
 def runtime_dir():
-    """The fixed runtime (firmware/runtime of the repository checkout)."""
-    if not (RUNTIME_DIR / RUNTIME_FILES[0]).exists():
-        raise ExportError(f"the engine runtime {RUNTIME_DIR / RUNTIME_FILES[0]} is missing; run from a tess-keras checkout.")
+    """The fixed runtime (firmware/runtime of the repository checkout); an export carries a copy
+    in its ``runtime/`` (``package.write_package``)."""
+    if not (RUNTIME_DIR / RUNTIME_HEADER).exists():
+        raise ExportError(f"the engine runtime {RUNTIME_DIR / RUNTIME_HEADER} is missing; run from a tess-keras checkout.")
     return RUNTIME_DIR
+
+
+def runtime_sources(runtime):
+    """The sources of the runtime folder ``runtime``, sorted."""
+    return sorted(p for p in Path(runtime).iterdir() if p.suffix in RUNTIME_SUFFIXES and p.is_file())
 
 
 def c_array(values, per_line=16):
@@ -174,7 +175,8 @@ def buffer_names(spec):
 
 
 def write_engine(spec, out_dir, source="a Keras model"):
-    """Write tess_engine.h/.cc and the runtime header into ``out_dir``."""
+    """Write tess_engine.h/.cc into ``out_dir``. They compile with the fixed runtime: the
+    export's ``runtime/`` (``package.write_package``), else the checkout's (``runtime_dir``)."""
     out_dir = Path(out_dir)
     env = _environment()
     context = engine_context(spec, source)
@@ -183,9 +185,7 @@ def write_engine(spec, out_dir, source="a Keras model"):
     context.update(extras_context(spec, context["calls"]))
     for name in ENGINE_FILES:
         (out_dir / name).write_text(env.get_template(name + ".j2").render(**context))
-    for name in RUNTIME_FILES:  # the fixed runtime travels with the engine
-        shutil.copyfile(runtime_dir() / name, out_dir / name)
-    return [out_dir / n for n in ENGINE_FILES + RUNTIME_FILES]
+    return [out_dir / n for n in ENGINE_FILES]
 
 
 def write_harness(spec, out_dir):

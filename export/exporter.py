@@ -2,13 +2,15 @@
 
 OUT_DIR receives:
 
-- ``tess_engine.h/.cc`` + ``tess_runtime.h``: the generated integer engine
-  with on-device TESS learning (Jinja2 templates, fixed runtime).
+- ``tess_engine.h/.cc``: the generated integer engine with on-device TESS
+  learning (Jinja2 templates); it compiles with the fixed runtime in ``runtime/``.
 - ``model.tflite`` + ``model_data.h/.cc``: the int8 TFLite-Micro step model.
 - ``demo_data.h/.cc``: the on-device learning demo's samples.
 - ``report.json``: accuracies, memory table, board, Q-formats.
 - ``CMakeLists.txt``, ``runtime/``, ``cmake/``: the engine as a CMake package,
-  the library ``tess::engine`` a user's own firmware links (``export/package.py``).
+  the library ``tess::engine`` a user's own firmware links (``export/package.py``);
+  ``runtime/`` is the export's only copy of the runtime (firmware/runtime), which
+  the host check, ``tess build`` and the package all compile.
 
 Everything is written into a temporary sibling directory first and swapped
 into place at the end (``export/outdir.py``), so a failed or killed export
@@ -282,8 +284,9 @@ def _verify_host(spec, directory, demo_set, samples=8):
     if shutil.which("g++") is None:
         return None
     with tempfile.TemporaryDirectory() as scratch:
-        for name in codegen.ENGINE_FILES + codegen.RUNTIME_FILES:
+        for name in codegen.ENGINE_FILES:
             shutil.copyfile(Path(directory) / name, Path(scratch) / name)
+        shutil.copytree(Path(directory) / "runtime", Path(scratch) / "runtime")  # the runtime the export ships
         binary = hostbuild.build_host(scratch, spec, sanitize=False)
         x, y = demo_set["learn_x"][:samples], demo_set["learn_y"][:samples]
         host = hostbuild.run_host(binary, spec, x, y, learn=True, dump=True, frames=True)

@@ -24,18 +24,19 @@ def compiler():
     raise ExportError("no host C++ compiler found (g++); install it with: apt-get install g++")
 
 
-def runtime_sources(out_dir):
-    """The runtime's .cc files: those copied into ``out_dir``, else the checkout's."""
-    out_dir = Path(out_dir)
-    return [out_dir / name if (out_dir / name).exists() else codegen.runtime_dir() / name
-            for name in codegen.RUNTIME_SOURCES]
+def engine_runtime(out_dir):
+    """The runtime the engine in ``out_dir`` compiles with: the export's ``runtime/`` (its
+    only copy), else the checkout's firmware/runtime (an engine ``codegen.write_engine`` wrote alone)."""
+    own = Path(out_dir) / "runtime"
+    return own if (own / codegen.RUNTIME_HEADER).is_file() else codegen.runtime_dir()
 
 
 def compile_engine(out_dir, sources, binary, flags):
     """Compile the engine in ``out_dir`` and its runtime with ``sources`` (each holding a main) into ``binary``."""
     out_dir = Path(out_dir)
-    command = [compiler(), *flags, "-I", str(out_dir), "-I", str(codegen.runtime_dir()),
-               str(out_dir / "tess_engine.cc"), *map(str, runtime_sources(out_dir)), *map(str, sources),
+    runtime = engine_runtime(out_dir)
+    command = [compiler(), *flags, "-I", str(out_dir), "-I", str(runtime),
+               str(out_dir / "tess_engine.cc"), *map(str, codegen.runtime_sources(runtime)), *map(str, sources),
                "-o", str(binary)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -52,8 +53,8 @@ def build_host(out_dir, spec, binary=None, sanitize=True):
     """Compile the engine in ``out_dir`` with a generated harness; returns the binary path.
 
     Args:
-        out_dir: a directory holding tess_engine.h/.cc (the runtime files may be
-            there too; missing ones come from the checkout's firmware/runtime).
+        out_dir: a directory holding tess_engine.h/.cc (and, an export, the runtime
+            in runtime/; without one the checkout's firmware/runtime).
         spec: the ``EngineSpec`` they were generated from.
         binary: where to write the executable (default out_dir/host_harness).
         sanitize: add AddressSanitizer and UndefinedBehaviorSanitizer.

@@ -187,6 +187,7 @@ def test_export_directory_is_a_self_contained_package(package):
         assert repository not in path.read_text()  # nothing points back into the checkout
     runtime = sorted(p.name for p in (FIRMWARE / "runtime").iterdir() if p.is_file())
     assert sorted(p.name for p in (engine / "runtime").iterdir()) == runtime
+    assert not [name for name in runtime if (engine / name).exists()]  # runtime/ is the only copy
     manifest = outdir.read_manifest(engine)  # the package's files are the export's own: a re-export replaces them
     assert sorted(manifest["files"]["runtime"]) == runtime and "CMakeLists.txt" in manifest["files"]
     assert sorted(manifest["files"]["cmake"]) == ["arm-none-eabi.cmake", "tess_engineConfig.cmake"]
@@ -207,6 +208,24 @@ def test_host_application_finds_the_installed_engine(package, tmp_path):
     assert (tmp_path / "prefix" / "include" / "tess_engine" / "tess_engine.h").is_file()
     built = build(app, tmp_path / "app-build", f"-DCMAKE_PREFIX_PATH={tmp_path / 'prefix'}", f"-DBSP={FIRMWARE}")
     assert run_app(built / "my_app") == expected
+
+
+def test_builds_of_an_export_compile_the_runtime_it_ships(package, tmp_path):
+    """The host check (hostbuild) and `tess build` compile the export's runtime/, not the
+    checkout's firmware/runtime: an error planted in the export's copy stops both."""
+    from tess_keras.export import build as firmware_build
+    from tess_keras.export import hostbuild
+    from tess_keras.export.spec import ExportError
+
+    engine, _, _ = package
+    copy = shutil.copytree(engine, tmp_path / "engine")
+    planted = copy / "runtime" / "tess_pool.cc"
+    planted.write_text("#error planted in the export's runtime\n" + planted.read_text())
+    with pytest.raises(ExportError, match="planted in the export's runtime"):
+        hostbuild.compile_engine(copy, [], tmp_path / "never", hostbuild.host_flags(sanitize=False))
+    with pytest.raises(firmware_build.FirmwareError, match="planted in the export's runtime"):
+        firmware_build.build(copy, board="host", build_root=tmp_path / "build")
+    assert hostbuild.engine_runtime(copy) == copy / "runtime"
 
 
 def test_every_runtime_source_is_compiled_into_the_library(package, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tess_keras.cli.main import app
+from tess_keras.export import codegen
 
 runner = CliRunner()
 FAST_EXPORT = ["--demo-learn", "32", "--demo-test", "40", "--demo-epochs", "1", "--evaluate", "120",
@@ -60,8 +61,10 @@ def plain(text):
 def test_export_writes_a_firmware_project(digits_export):
     out, output = digits_export
     names = {p.name for p in out.iterdir()}
-    assert {"tess_engine.h", "tess_engine.cc", "tess_runtime.h", "model.tflite", "model_data.h", "model_data.cc",
+    assert {"tess_engine.h", "tess_engine.cc", "runtime", "model.tflite", "model_data.h", "model_data.cc",
             "demo_data.h", "demo_data.cc", "report.json"} <= names
+    runtime = {p.name for p in codegen.runtime_dir().iterdir()}
+    assert {p.name for p in (out / "runtime").iterdir()} == runtime and not names & runtime  # one copy, in runtime/
     assert [n for n in names if n.startswith(".")] == [".tess-export.json"]  # the manifest, no temporaries
     manifest = json.loads((out / ".tess-export.json").read_text())
     assert set(manifest["files"]) == names - {".tess-export.json"} and manifest["board"] == "mps2-an386"
@@ -249,8 +252,9 @@ def digits_engine(digits_run, digits_export, tmp_path_factory):
     model, _ = exporter.load_run(digits_run)
     spec = build_spec(model, report["input_scale"], report["time_steps"], learning_rate=report["learning_rate"])
     build = tmp_path_factory.mktemp("host")
-    for name in ("tess_engine.h", "tess_engine.cc", "tess_runtime.h"):
+    for name in ("tess_engine.h", "tess_engine.cc"):
         shutil.copyfile(out / name, build / name)
+    shutil.copytree(out / "runtime", build / "runtime")  # the runtime the export ships
     return spec, hostbuild.build_host(build, spec, sanitize=True)
 
 
