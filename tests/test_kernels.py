@@ -167,30 +167,35 @@ def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
     assert code == 0
 
 
-# The Helium kernels (tess_forward_mve.cc, and tess_fire_fast.cc's MVE block) run only on the M55:
-# one planted error each, caught by the kernel check in QEMU on that board.
+# Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, and
+# tess_fire_fast.cc's MVE block) on the M55, the assembly row loop of tess_forward_fast.cc
+# on the DSP cores. One planted error each, caught by the kernel check in QEMU on that board.
 HELIUM_BOARD = "mps3-an547"
-HELIUM_MUTATIONS = [
-    ("tess_forward_mve.cc", "a[v] = vaddq_s16(a[v], row);", "a[v] = vaddq_s16(a[v], vaddq_s16(row, vdupq_n_s16(1)));",
-     "currents"),
-    ("tess_forward_mve.cc", "a[v] = vmlaq_n_s32(a[v], row, value);", "a[v] = vmlaq_n_s32(a[v], row, value + 1);",
-     "currents"),
-    ("tess_forward_mve.cc", "for (; i + 4 <= count; i += 4) vstrwq_s32(out + i, vldrhq_s32(lanes + i));",
+TARGET_MUTATIONS = [
+    (HELIUM_BOARD, "tess_forward_mve.cc", "a[v] = vaddq_s16(a[v], row);",
+     "a[v] = vaddq_s16(a[v], vaddq_s16(row, vdupq_n_s16(1)));", "currents"),
+    (HELIUM_BOARD, "tess_forward_mve.cc", "a[v] = vmlaq_n_s32(a[v], row, value);",
+     "a[v] = vmlaq_n_s32(a[v], row, value + 1);", "currents"),
+    (HELIUM_BOARD, "tess_forward_mve.cc", "for (; i + 4 <= count; i += 4) vstrwq_s32(out + i, vldrhq_s32(lanes + i));",
      "for (; i + 4 <= count; i += 4) vstrwq_s32(out + i, vaddq_s32(vldrhq_s32(lanes + i), vdupq_n_s32(1)));",
      "currents"),
-    ("tess_forward_mve.cc", "bits |= (uint32_t)vcmpneq_n_u8(high, 0) << 16;", "bits |= (uint32_t)vcmpneq_n_u8(high, 0) << 15;",
-     "currents"),
-    ("tess_fire_fast.cc", "current = vrshlq_s32(vmulhq_s32(a, mult), amount);",
+    (HELIUM_BOARD, "tess_forward_mve.cc", "bits |= (uint32_t)vcmpneq_n_u8(high, 0) << 16;",
+     "bits |= (uint32_t)vcmpneq_n_u8(high, 0) << 15;", "currents"),
+    (HELIUM_BOARD, "tess_fire_fast.cc", "current = vrshlq_s32(vmulhq_s32(a, mult), amount);",
      "current = vrshlq_s32(vmulhq_s32(a, mult), vaddq_s32(amount, vdupq_n_s32(1)));", "fire"),
-    ("tess_fire_fast.cc", "current = vrmulhq_s32(scaled, mult);", "current = vmulhq_s32(scaled, mult);", "fire"),
-    ("tess_fire_fast.cc", "vrshrq_n_s32(vmulq_n_s32(kept, gamma), 15)", "vshrq_n_s32(vmulq_n_s32(kept, gamma), 15)", "fire"),
+    (HELIUM_BOARD, "tess_fire_fast.cc", "current = vrmulhq_s32(scaled, mult);", "current = vmulhq_s32(scaled, mult);",
+     "fire"),
+    (HELIUM_BOARD, "tess_fire_fast.cc", "vrshrq_n_s32(vmulq_n_s32(kept, gamma), 15)",
+     "vshrq_n_s32(vmulq_n_s32(kept, gamma), 15)", "fire"),
+    ("mps2-an386", "tess_forward_fast.cc", '"ldr %[word], [%[w], #12]\\n\\t"', '"ldr %[word], [%[w], #11]\\n\\t"',
+     "currents"),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, original, planted, kernel", HELIUM_MUTATIONS,
-                         ids=[f"{m[3]}-{i}" for i, m in enumerate(HELIUM_MUTATIONS)])
-def test_an_off_by_one_in_a_helium_kernel_is_caught_in_qemu(name, original, planted, kernel, tmp_path):
+@pytest.mark.parametrize("board, name, original, planted, kernel", TARGET_MUTATIONS,
+                         ids=[f"{m[0]}-{m[4]}-{i}" for i, m in enumerate(TARGET_MUTATIONS)])
+def test_an_off_by_one_in_target_only_code_is_caught_in_qemu(board, name, original, planted, kernel, tmp_path):
     from tess_keras.export import build as firmware_build
     from tess_keras.export import simulate
 
@@ -202,12 +207,12 @@ def test_an_off_by_one_in_a_helium_kernel_is_caught_in_qemu(name, original, plan
     text = (runtime / name).read_text()
     assert text.count(original) == 1, f"{name} no longer holds the line this test plants an error in"
     (runtime / name).write_text(text.replace(original, planted))
-    tools = firmware_build.find_tools(HELIUM_BOARD)
+    tools = firmware_build.find_tools(board)
     build = tmp_path / "build"
     subprocess.run([tools["cmake"], "-S", str(firmware), "-B", str(build), "-G", tools["generator"],
-                    f"-DTESS_BOARD={HELIUM_BOARD}", "-DTESS_KERNEL_CHECK=ON"], check=True, capture_output=True)
+                    f"-DTESS_BOARD={board}", "-DTESS_KERNEL_CHECK=ON"], check=True, capture_output=True)
     subprocess.run([tools["cmake"], "--build", str(build)], check=True, capture_output=True)
-    code, lines = simulate.run_console(simulate.qemu_command(HELIUM_BOARD, build / "tess_firmware.elf"), timeout=600)
+    code, lines = simulate.run_console(simulate.qemu_command(board, build / "tess_firmware.elf"), timeout=600)
     report = json.loads([line for line in lines if "tess_kernel_check" in line][-1])
-    assert report["path"] == "mve"
+    assert report["path"] == ("mve" if board == HELIUM_BOARD else "dsp")
     assert code != 0 and report[kernel][2] > 0, report
