@@ -17,7 +17,7 @@ LOGIT_FRAC = 12  # softmax inputs Q19.12
 UPDATE_FRAC = 16  # pending update in weight LSB, Q16, before stochastic rounding
 SURROGATE_SCALE = 0.3
 WEIGHT_MAX = 127
-GRAD_SHIFT = 17  # a step's dW sums (below 2**31: the e limit) into the int16 accumulators, within 2**14
+GRAD_SHIFT = 17  # a step's dW sums (below 2**31 where e is within the e limit) into the int16 accumulators, within 2**14
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 LOG2E_Q12 = 5909  # log2(e) in Q12

@@ -126,9 +126,11 @@ def _e_limit(positions):
 
 def _psi_shift(spec, following, positions):
     """Bits the surrogate's scale gives up so that e_pre = g psi and e_post = g h (Q15) stay within
-    ``_e_limit``:
+    int16 always, and within ``_e_limit`` (the fast path's int32 sums) for equal, disjoint LSG cells:
     |g| <= 2**16 (softmax error) times the largest L / area, the LSG cells a position lies in and
-    the pool windows it can win (lsg_source "block"), psi <= psi_scale, h <= psi_scale / (1 - lambda)."""
+    the pool windows it can win (lsg_source "block"), psi <= psi_scale, h <= psi_scale / (1 - lambda).
+    Adaptive cells multiply the worst case, rarely the values: there the step's own bound decides
+    between the int32 and the int64 sums (tess_dw_fast.cc), and psi keeps its precision."""
     def most(windows, size):
         return max(sum(a <= i < b for a, b in windows) for i in range(size))
 
@@ -138,10 +140,10 @@ def _psi_shift(spec, following, positions):
     if spec.lsg_from:
         (ph, pw), (sh, sw) = following.pool_size, following.strides
         wins = math.ceil(ph / sh) * math.ceil(pw / sw)
-    g = 2.0**16 * int(np.max(spec.lsg_weight)) * cells * wins
+    factor = int(np.max(spec.lsg_weight)) * cells * wins
     h = min(32767.0, spec.psi_scale / (1.0 - spec.lambda_post / 32768.0)) if spec.alpha_post else 0.0
-    e = g * max(abs(spec.alpha_pre) * spec.psi_scale, abs(spec.alpha_post) * h) / 32768.0
-    return max(0, math.ceil(math.log2(e / _e_limit(positions))))
+    e = 2.0**16 * max(abs(spec.alpha_pre) * spec.psi_scale, abs(spec.alpha_post) * h) / 32768.0
+    return max(0, math.ceil(math.log2(e * factor / 32767.0)), math.ceil(math.log2(e / _e_limit(positions))))
 
 
 def _multipliers(channels):
