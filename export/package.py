@@ -43,8 +43,8 @@ def write_package(out_dir, source="a Keras model", board=None):
     cmake_dir.mkdir()
     shutil.copyfile(TEMPLATES / CONFIG_FILE, cmake_dir / CONFIG_FILE)
     shutil.copyfile(FIRMWARE_DIR / "cmake" / TOOLCHAIN_FILE, cmake_dir / TOOLCHAIN_FILE)
-    # Only the generated files: the runtime is compiled from runtime/ (a copy
-    # codegen may also leave next to the engine stays out, so nothing is built twice).
+    # The library's own sources are the generated files; the runtime's are those of
+    # runtime/, which CMakeLists.txt globs (the export has no other copy of them).
     generated = codegen.ENGINE_FILES
     cpu_flags = " ".join(["-mthumb", *board.spec.get("cpu_flags", [])]) if board is not None else None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,

@@ -4,9 +4,11 @@
 part (``LayerKind.engine_context``, ``engine_defaults``, ``buffer_names``): a kind
 registered in ``KINDS`` and nowhere else gets asked, in the layer order, with the walk's
 shared state, and what it adds (calls, buffers, template values, the next layer's
-input) lands in the context; codegen.py names no kind. That the generated files did not
-change with the move was checked byte for byte against the previous codegen.py (see
-the commit); test_export_engine.py checks the generated engine against the golden model.
+input) lands in the context; codegen.py names no kind. engine_extras.py (layer names,
+model id, saved-state size) asks the kinds too (``LayerKind.model_id_parts``,
+``state_bytes``) and names none either. That the generated files did not change with
+either move was checked byte for byte against the previous codegen.py / engine_extras.py
+(see the commits); test_export_engine.py checks the generated engine against the golden model.
 """
 
 import ast
@@ -17,7 +19,7 @@ from typing import ClassVar
 import pytest
 from test_export_engine import small_model
 
-from tess_keras.export import codegen
+from tess_keras.export import codegen, engine_extras
 from tess_keras.export import layers as layer_kinds
 from tess_keras.export.layers.base import LayerKind
 from tess_keras.export.spec import build_spec
@@ -122,6 +124,47 @@ def test_codegen_asks_a_kind_registered_only_in_the_table(spec, probe):
     assert (grad, weight) == codegen.buffer_names(spec)[1:]
 
 
+def extras(spec):
+    """``engine_extras.extras_context`` as ``codegen.write_engine`` calls it."""
+    return engine_extras.extras_context(spec, codegen.engine_context(spec)["calls"])
+
+
+def test_engine_extras_ask_a_kind_registered_only_in_the_table(spec, probe, monkeypatch, tmp_path):
+    """The layer names, the model id and the saved state's size take the probe's part from
+    the probe's kind; the engine renders with it."""
+    plain = extras(spec)
+    probed_spec, layer = with_probe(spec, "d1")
+    probed = extras(probed_spec)
+    assert [row["name"] for row in probed["layers"]] == [l.name for l in spec.layers[:5]] + ["pr", "out"]
+    # No weights (LayerKind's defaults): nothing saved, but a state of the plain model is foreign.
+    assert probed["state_bytes"] == plain["state_bytes"] and probed["model_id"] != plain["model_id"]
+    asked = []
+    monkeypatch.setattr(probe, "state_bytes", lambda layer: asked.append(layer) or 12, raising=False)
+    monkeypatch.setattr(probe, "model_id_parts", lambda layer: [b"probe", bytes(layer.out_shape)], raising=False)
+    own = extras(probed_spec)
+    assert asked == [layer]
+    assert own["state_payload_bytes"] == plain["state_payload_bytes"] + 12
+    assert own["state_bytes"] == plain["state_bytes"] + 12
+    assert own["model_id"] not in (plain["model_id"], probed["model_id"])
+    codegen.write_engine(probed_spec, tmp_path)
+    assert f"#define TESS_STATE_BYTES {own['state_bytes']}u" in (tmp_path / "tess_engine.h").read_text()
+    text = (tmp_path / "tess_engine.cc").read_text()
+    assert '"d1", "pr", "out" };' in text and f"0x{own['model_id']:08X}u" in text
+
+
+def test_the_saved_state_holds_what_each_layer_learns(spec):
+    """Learning conv/dense: int8 weights; learning readout: int8 weights and int32 biases;
+    frozen layers and layers without weights: nothing."""
+    learned = sum(int(layer.weights.size) for layer in spec.learnable) + 4 * spec.num_classes
+    values = extras(spec)
+    assert values["state_payload_bytes"] == learned
+    assert values["state_bytes"] == engine_extras.STATE_HEADER_BYTES + learned + engine_extras.STATE_CRC_BYTES
+    frozen = dataclasses.replace(spec, layers=[dataclasses.replace(layer, learn=False) if hasattr(layer, "learn")
+                                               else layer for layer in spec.layers])
+    assert extras(frozen)["state_payload_bytes"] == 0
+    assert extras(frozen)["model_id"] != values["model_id"]  # frozen weights are hashed
+
+
 def test_a_registered_kind_without_layers_gives_its_defaults(spec, probe):
     context = codegen.engine_context(spec)
     assert probe.asked == []
@@ -151,10 +194,14 @@ def test_a_call_waiting_for_a_layer_before_it_is_an_internal_error(spec):
         codegen.engine_context(dataclasses.replace(spec, layers=layers))
 
 
-def test_codegen_names_no_layer_kind():
+@pytest.mark.parametrize("module, allowed", [
+    (codegen, {"layers", "ExportError", "c_name", "extras_context"}),
+    (engine_extras, {"layers"}),
+])
+def test_codegen_names_no_layer_kind(module, allowed):
     """No isinstance/type tests, no spec field ``kind``, no spec class, no kind name and no
-    kind-filtering ``EngineSpec`` property in codegen.py."""
-    tree = ast.parse(Path(codegen.__file__).read_text())
+    kind-filtering ``EngineSpec`` property in codegen.py and engine_extras.py."""
+    tree = ast.parse(Path(module.__file__).read_text())
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
@@ -165,7 +212,7 @@ def test_codegen_names_no_layer_kind():
     assert not attributes & {"kind", "spiking", "readout", "spec_type"}
     assert not strings & set(layer_kinds.KINDS)
     assert not imported & spec_types
-    assert imported <= {"layers", "ExportError", "c_name", "extras_context"}
+    assert imported <= allowed
 
 
 def test_the_generated_files_name_what_they_were_generated_from(spec, tmp_path):

@@ -13,6 +13,8 @@ import abc
 import dataclasses
 import re
 
+import numpy as np
+
 
 class ExportError(Exception):
     """A model or option the exporter cannot express. The message names it and says what to do."""
@@ -196,3 +198,21 @@ class LayerKind(abc.ABC):
     def c_symbol(self, layer):
         """The C identifier that prefixes the layer's symbols in the generated engine."""
         return c_name(layer.name)
+
+    # -- saved state and model id (engine_extras.extras_context) ---------------------------
+    def state_bytes(self, layer):
+        """Bytes of the layer's learned parameters in a saved state (``tess_save_state``): its
+        int8 weights when it learns, 0 when it is frozen or has no weights."""
+        return int(layer.weights.size) if self.has_weights and layer.learn else 0
+
+    def model_id_parts(self, layer):
+        """What the model id (the CRC32 that refuses a state saved by another model) reads of the
+        layer: its spec type, name and whether it learns; with weights, their shape and, when
+        frozen (so not in the saved state), their values."""
+        learn = self.has_weights and layer.learn
+        parts = [f"|{type(layer).__name__}:{layer.name}:{int(learn)}".encode()]
+        if self.has_weights:
+            parts.append(np.asarray(layer.weights.shape, np.int64).tobytes())
+            if not layer.learn:
+                parts.append(np.ascontiguousarray(layer.weights, np.int8).tobytes())
+        return parts

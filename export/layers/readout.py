@@ -218,5 +218,8 @@ class ReadoutKind(LayerKind):
         learned = ([f"{layer.name}.g", f"{layer.name}.gb"], [f"{layer.name}.w", f"{layer.name}.b"])
         return (["logits", "logit_sum"], *(learned if layer.learn else ([], [])))
 
+    def state_bytes(self, layer):
+        return super().state_bytes(layer) + (4 * layer.num_classes if layer.learn else 0)  # + int32 biases
+
 
 KIND = ReadoutKind()
