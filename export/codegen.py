@@ -182,7 +182,7 @@ def write_engine(spec, out_dir, source="a Keras model"):
     context = engine_context(spec, source)
     from tess_keras.export.engine_extras import extras_context
 
-    context.update(extras_context(spec, context["calls"]))
+    context.update(extras_context(spec))
     for name in ENGINE_FILES:
         (out_dir / name).write_text(env.get_template(name + ".j2").render(**context))
     return [out_dir / n for n in ENGINE_FILES]

@@ -32,13 +32,11 @@ def state_payload_bytes(spec):
     return sum(layers.for_spec(layer).state_bytes(layer) for layer in spec.layers)
 
 
-def extras_context(spec, calls=None):
+def extras_context(spec):
     """Template values added to ``codegen.engine_context``.
 
     Args:
         spec: the ``EngineSpec``.
-        calls: not read: the walk's call table already says which layer each call of
-            ``tess_step`` belongs to (``codegen.write_engine`` passes its call list).
 
     Returns:
         dict with ``layers`` (one row with the ``name`` of every spec layer, flatten

@@ -126,7 +126,7 @@ def test_codegen_asks_a_kind_registered_only_in_the_table(spec, probe):
 
 def extras(spec):
     """``engine_extras.extras_context`` as ``codegen.write_engine`` calls it."""
-    return engine_extras.extras_context(spec, codegen.engine_context(spec)["calls"])
+    return engine_extras.extras_context(spec)
 
 
 def test_engine_extras_ask_a_kind_registered_only_in_the_table(spec, probe, monkeypatch, tmp_path):
