@@ -137,9 +137,14 @@ def test_stochastic_rounding_counts_updates_below_one_lsb():
     assert abs(stochastic.mean() + 0.1) < 0.01
     assert set(np.unique(stochastic)) == {-1, 0}
     assert nearest.mean() == 0
-    # The generator is uniform enough in its low 16 bits.
-    low = draws & 0xFFFF
+    # The generator is uniform enough in both 16-bit halves: the update rounds two weights per draw.
+    low, high = draws & 0xFFFF, draws >> 16
     assert abs(low.mean() / 65536 - 0.5) < 0.01
+    assert abs(high.mean() / 65536 - 0.5) < 0.01
+    assert abs(np.corrcoef(low, high)[0, 1]) < 0.03  # the two weights of a pair round independently
+    paired = np.stack([low, high], axis=1).ravel()[:count]
+    stochastic_pairs = golden.stochastic_round_update(np.zeros(count), delta, paired, -127, 127)
+    assert abs(stochastic_pairs.mean() + 0.1) < 0.01
 
 
 def test_golden_primitives_track_their_real_values():
