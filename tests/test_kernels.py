@@ -170,7 +170,8 @@ def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
 
 # Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, and
 # tess_fire_fast.cc's MVE block) on the M55, the assembly row loop of tess_forward_fast.cc
-# on the DSP cores. One planted error each, caught by the kernel check in QEMU on that board.
+# and the update's assembly pair loop (tess_update_fast.cc) on the DSP cores. One planted error
+# each, caught by the kernel check in QEMU on that board.
 HELIUM_BOARD = "mps3-an547"
 TARGET_MUTATIONS = [
     (HELIUM_BOARD, "tess_forward_mve.cc", "a[v] = vaddq_s16(a[v], row);",
@@ -190,6 +191,10 @@ TARGET_MUTATIONS = [
      "vshrq_n_s32(vmulq_n_s32(kept, gamma), 15)", "fire"),
     ("mps2-an386", "tess_forward_fast.cc", '"ldr %[word], [%[w], #12]\\n\\t"', '"ldr %[word], [%[w], #11]\\n\\t"',
      "currents"),
+    ("mps2-an386", "tess_update_fast.cc", '"rsb lr, lr, r0, lsr #16\\n\\t"', '"rsb lr, lr, r0, lsr #15\\n\\t"',
+     "update"),
+    ("mps2-an386", "tess_update_fast.cc", '"mvn lr, #0x007E007E\\n\\t"', '"mvn lr, #0x007F007F\\n\\t"', "update"),
+    ("mps2-an386", "tess_update_fast.cc", '"movs r1, #0\\n\\t"', '"movs r1, #1\\n\\t"', "update"),
 ]
 
 

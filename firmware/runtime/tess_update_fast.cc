@@ -107,6 +107,103 @@ void pairs_small(int8_t *w, G *g, int32_t first, int32_t stride, int32_t count, 
   }
 }
 
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TESS_KERNELS_EMULATE_DSP)
+#define TESS_UPDATE_ASM 1
+// pairs_small for int16 accumulators, both channels with the same shift, a row of kStride
+// channels: 31 instructions a pair in assembly (GCC spills the C loop's 13 live values).
+// The two steps and weights travel as int16 halves of one register: the high step is the
+// top half of r_hi - d1 as it is, the low one (r_lo - d0) >> 16 (PKHTB); one SADD16 adds
+// both (|w| <= 127, |step| < 2^14), SSAT16 clamps to [-128, 127], SSUB16 against -127
+// sets GE where a half is >= -127 and SEL keeps it, else -127. A pair with d0 = d1 = 0
+// stores its weights unchanged ((r_lo - 0) >> 16 = 0, top half of r_hi = 0), so only a
+// zero pair of accumulators skips. Registers pinned, r7 left to a frame pointer.
+template <int32_t kStride>
+__attribute__((noinline)) void pairs_small_asm(int8_t *w, int16_t *g, int16_t *end, uint32_t mm, int32_t shift,
+                                               uint32_t position, uint32_t advance) {
+  register int8_t *wp __asm__("r2") = w;
+  register int16_t *gp __asm__("r3") = g;
+  register int16_t *gend __asm__("r4") = end;
+  register uint32_t pos __asm__("r5") = position;
+  register uint32_t adv __asm__("r6") = advance;
+  register uint32_t m __asm__("r8") = mm;
+  register int32_t round __asm__("r9") = 1 << (shift - 1);
+  register int32_t s __asm__("r10") = shift;
+  register uint32_t k1 __asm__("r11") = 0x7FEB352Du;
+  register uint32_t k2 __asm__("r12") = 0x846CA68Bu;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldr r0, [%[gp]], %[gstep]\n\t"
+      "cbz r0, 2f\n\t"
+      "movs r1, #0\n\t"
+      "str r1, [%[gp], #-%c[gbytes]]\n\t"
+      "smlabb r1, r0, %[m], %[round]\n\t"
+      "asr r1, r1, %[s]\n\t"
+      "smlatt lr, r0, %[m], %[round]\n\t"
+      "asr lr, lr, %[s]\n\t"
+      "eor r0, %[pos], %[pos], lsr #16\n\t"
+      "mul r0, r0, %[k1]\n\t"
+      "eor r0, r0, r0, lsr #15\n\t"
+      "mul r0, r0, %[k2]\n\t"
+      "eor r0, r0, r0, lsr #16\n\t"
+      "rsb lr, lr, r0, lsr #16\n\t"
+      "uxth r0, r0\n\t"
+      "sub r1, r0, r1\n\t"
+      "pkhtb r1, lr, r1, asr #16\n\t"
+      "ldrsb r0, [%[wp]]\n\t"
+      "ldrsb lr, [%[wp], #1]\n\t"
+      "pkhbt r0, r0, lr, lsl #16\n\t"
+      "sadd16 r0, r0, r1\n\t"
+      "ssat16 r0, #8, r0\n\t"
+      "mvn lr, #0x007E007E\n\t"
+      "ssub16 r1, r0, lr\n\t"
+      "sel r0, r0, lr\n\t"
+      "lsrs r1, r0, #16\n\t"
+      "strb r1, [%[wp], #1]\n\t"
+      "strb r0, [%[wp]], %[wstep]\n\t"
+      "add %[pos], %[pos], %[adv]\n\t"
+      "cmp %[gp], %[gend]\n\t"
+      "bne 1b\n\t"
+      "b 3f\n\t"
+      "2:\n\t"
+      "add %[wp], %[wp], %[wstep]\n\t"
+      "add %[pos], %[pos], %[adv]\n\t"
+      "cmp %[gp], %[gend]\n\t"
+      "bne 1b\n\t"
+      "3:\n\t"
+      : [wp] "+r"(wp), [gp] "+r"(gp), [pos] "+r"(pos)
+      : [gend] "r"(gend), [adv] "r"(adv), [m] "r"(m), [round] "r"(round), [s] "r"(s), [k1] "r"(k1), [k2] "r"(k2),
+        [gstep] "i"(2 * kStride), [gbytes] "i"(2 * kStride), [wstep] "i"(kStride)
+      : "r0", "r1", "lr", "cc", "memory");
+}
+
+// The assembly's pairs: pairs_small's (i = first, first + stride, ... with i + 1 < count).
+template <int32_t kStride>
+void run_pairs_asm(int8_t *w, int16_t *g, int32_t first, int32_t count, const int32_t m[2], int32_t shift,
+                   uint32_t position, uint32_t advance) {
+  if (first + 1 >= count) return;
+  const int32_t pairs = (count - 2 - first) / kStride + 1;
+  const uint32_t mm = ((uint32_t)m[0] & 0xFFFFu) | ((uint32_t)m[1] << 16);
+  pairs_small_asm<kStride>(w + first, g + first, g + first + pairs * kStride, mm, shift, position, advance);
+}
+
+// True where the assembly took the pairs (int16 accumulators, one shift, a row of at most 32
+// channels, a power of two).
+template <typename G>
+bool pairs_fast(int8_t *w, G *g, int32_t first, int32_t stride, int32_t count, const int32_t m[2], const int32_t s[2],
+                uint32_t position, uint32_t advance) {
+  if (sizeof(G) != 2 || s[0] != s[1]) return false;
+  int16_t *g16 = reinterpret_cast<int16_t *>(g);
+  switch (stride) {
+    case 2: run_pairs_asm<2>(w, g16, first, count, m, s[0], position, advance); return true;
+    case 4: run_pairs_asm<4>(w, g16, first, count, m, s[0], position, advance); return true;
+    case 8: run_pairs_asm<8>(w, g16, first, count, m, s[0], position, advance); return true;
+    case 16: run_pairs_asm<16>(w, g16, first, count, m, s[0], position, advance); return true;
+    case 32: run_pairs_asm<32>(w, g16, first, count, m, s[0], position, advance); return true;
+    default: return false;
+  }
+}
+#endif
+
 template <typename G>
 void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t *mult, const int8_t *shift,
                  uint32_t seed, uint32_t counter) {
@@ -135,6 +232,9 @@ void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t
     if (kind == kHigh && class_of<G>(m[1], s[1]) == kHigh) {
       pairs<kHigh>(w, g, c, stride, count, m, s, position, advance);
     } else if (kind == kSmall && class_of<G>(m[1], s[1]) == kSmall) {
+#if defined(TESS_UPDATE_ASM)
+      if (pairs_fast(w, g, c, stride, count, m, s, position, advance)) continue;
+#endif
       pairs_small(w, g, c, stride, count, m, s, position, advance);
     } else {
       pairs<kAny>(w, g, c, stride, count, m, s, position, advance);

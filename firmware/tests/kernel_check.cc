@@ -294,7 +294,10 @@ void check_dw(void) {
 }
 
 void check_update(void) {
-  const int32_t channels = uniform(1, kMaxChannels);
+  // As an export's spiking layer: one shift, int16-sized multipliers, 1..32 channels (a power of
+  // two), the rows the DSP cores' assembly pair loop takes.
+  const bool layer_like = chance(25);
+  const int32_t channels = layer_like ? 1 << uniform(0, 5) : uniform(1, kMaxChannels);
   const int32_t count = channels * uniform(1, 300) - (channels == 1 && chance(50) ? 1 : 0) + (channels == 1 ? 1 : 0);
   for (int32_t c = 0; c < channels; ++c) {
     mult[c] = chance(50) ? uniform(1 << 30, INT32_MAX) : wide_value();
@@ -310,8 +313,15 @@ void check_update(void) {
       shift[c] = (int8_t)uniform(40, 50);
     }
   }
+  if (layer_like) {
+    const int8_t layer_shift = (int8_t)(chance(60) ? uniform(8, 14) : uniform(1, 31));
+    for (int32_t c = 0; c < channels; ++c) {
+      mult[c] = chance(90) ? uniform(1 << 14, 32767) : uniform(-32767, 32767);
+      shift[c] = layer_shift;
+    }
+  }
   const uint32_t seed = next(), counter = next();
-  if (chance(50)) {  // int16 accumulators (spiking layers), zero in pairs and alone
+  if (layer_like || chance(50)) {  // int16 accumulators (spiking layers), zero in pairs and alone
     for (int32_t i = 0; i < count; ++i) {
       g16_ref[i] = g16_fast[i] = chance(20) ? 0 : value16(chance(50));
       w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
