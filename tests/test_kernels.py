@@ -195,6 +195,8 @@ TARGET_MUTATIONS = [
      "update"),
     ("mps2-an386", "tess_update_fast.cc", '"mvn lr, #0x007E007E\\n\\t"', '"mvn lr, #0x007F007F\\n\\t"', "update"),
     ("mps2-an386", "tess_update_fast.cc", '"movs r1, #0\\n\\t"', '"movs r1, #1\\n\\t"', "update"),
+    ("mps2-an386", "tess_update_fast.cc", '"pkhbt r0, r0, r1, lsl #16\\n\\t"', '"pkhbt r0, r0, r1, lsl #15\\n\\t"',
+     "update"),
 ]
 
 

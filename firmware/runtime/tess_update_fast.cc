@@ -10,7 +10,9 @@
 //    whether or not draw k - 1 was taken);
 //  - rescale for shift >= 33 uses the product's high word only (tess_fast.h);
 //    an int16 accumulator times a multiplier below 2^15 (the export's for the
-//    spiking layers, shift <= 31) plus the rounding fits int32: one MLA.
+//    spiking layers, shift <= 31) plus the rounding fits int32: one MLA;
+//  - on the DSP cores such pairs (one shift for both, rows of 1..32 channels,
+//    and the readout's int32 accumulators while inside int16) run in assembly.
 #include "tess_fast.h"
 
 #include "tess_runtime.h"
@@ -117,6 +119,36 @@ void pairs_small(int8_t *w, G *g, int32_t first, int32_t stride, int32_t count, 
 // sets GE where a half is >= -127 and SEL keeps it, else -127. A pair with d0 = d1 = 0
 // stores its weights unchanged ((r_lo - 0) >> 16 = 0, top half of r_hi = 0), so only a
 // zero pair of accumulators skips. Registers pinned, r7 left to a frame pointer.
+// The pair's body from its packed accumulators in r0 (the int16 and the int32 loops share it).
+#define TESS_UPDATE_PAIR_BODY \
+      "smlabb r1, r0, %[m], %[round]\n\t" \
+      "asr r1, r1, %[s]\n\t" \
+      "smlatt lr, r0, %[m], %[round]\n\t" \
+      "asr lr, lr, %[s]\n\t" \
+      "eor r0, %[pos], %[pos], lsr #16\n\t" \
+      "mul r0, r0, %[k1]\n\t" \
+      "eor r0, r0, r0, lsr #15\n\t" \
+      "mul r0, r0, %[k2]\n\t" \
+      "eor r0, r0, r0, lsr #16\n\t" \
+      "rsb lr, lr, r0, lsr #16\n\t" \
+      "uxth r0, r0\n\t" \
+      "sub r1, r0, r1\n\t" \
+      "pkhtb r1, lr, r1, asr #16\n\t" \
+      "ldrsb r0, [%[wp]]\n\t" \
+      "ldrsb lr, [%[wp], #1]\n\t" \
+      "pkhbt r0, r0, lr, lsl #16\n\t" \
+      "sadd16 r0, r0, r1\n\t" \
+      "ssat16 r0, #8, r0\n\t" \
+      "mvn lr, #0x007E007E\n\t" \
+      "ssub16 r1, r0, lr\n\t" \
+      "sel r0, r0, lr\n\t" \
+      "lsrs r1, r0, #16\n\t" \
+      "strb r1, [%[wp], #1]\n\t" \
+      "strb r0, [%[wp]], %[wstep]\n\t" \
+      "add %[pos], %[pos], %[adv]\n\t" \
+      "cmp %[gp], %[gend]\n\t" \
+      "bne 1b\n\t"
+
 template <int32_t kStride>
 __attribute__((noinline)) void pairs_small_asm(int8_t *w, int16_t *g, int16_t *end, uint32_t mm, int32_t shift,
                                                uint32_t position, uint32_t advance) {
@@ -136,33 +168,7 @@ __attribute__((noinline)) void pairs_small_asm(int8_t *w, int16_t *g, int16_t *e
       "cbz r0, 2f\n\t"
       "movs r1, #0\n\t"
       "str r1, [%[gp], #-%c[gbytes]]\n\t"
-      "smlabb r1, r0, %[m], %[round]\n\t"
-      "asr r1, r1, %[s]\n\t"
-      "smlatt lr, r0, %[m], %[round]\n\t"
-      "asr lr, lr, %[s]\n\t"
-      "eor r0, %[pos], %[pos], lsr #16\n\t"
-      "mul r0, r0, %[k1]\n\t"
-      "eor r0, r0, r0, lsr #15\n\t"
-      "mul r0, r0, %[k2]\n\t"
-      "eor r0, r0, r0, lsr #16\n\t"
-      "rsb lr, lr, r0, lsr #16\n\t"
-      "uxth r0, r0\n\t"
-      "sub r1, r0, r1\n\t"
-      "pkhtb r1, lr, r1, asr #16\n\t"
-      "ldrsb r0, [%[wp]]\n\t"
-      "ldrsb lr, [%[wp], #1]\n\t"
-      "pkhbt r0, r0, lr, lsl #16\n\t"
-      "sadd16 r0, r0, r1\n\t"
-      "ssat16 r0, #8, r0\n\t"
-      "mvn lr, #0x007E007E\n\t"
-      "ssub16 r1, r0, lr\n\t"
-      "sel r0, r0, lr\n\t"
-      "lsrs r1, r0, #16\n\t"
-      "strb r1, [%[wp], #1]\n\t"
-      "strb r0, [%[wp]], %[wstep]\n\t"
-      "add %[pos], %[pos], %[adv]\n\t"
-      "cmp %[gp], %[gend]\n\t"
-      "bne 1b\n\t"
+      TESS_UPDATE_PAIR_BODY
       "b 3f\n\t"
       "2:\n\t"
       "add %[wp], %[wp], %[wstep]\n\t"
@@ -174,6 +180,61 @@ __attribute__((noinline)) void pairs_small_asm(int8_t *w, int16_t *g, int16_t *e
       : [gend] "r"(gend), [adv] "r"(adv), [m] "r"(m), [round] "r"(round), [s] "r"(s), [k1] "r"(k1), [k2] "r"(k2),
         [gstep] "i"(2 * kStride), [gbytes] "i"(2 * kStride), [wstep] "i"(kStride)
       : "r0", "r1", "lr", "cc", "memory");
+}
+
+// Where pairs32_asm stands: the next pair's weights, accumulators and draw position.
+struct Cursor {
+  int8_t *w;
+  int32_t *g;
+  uint32_t position;
+};
+
+// The same loop for int32 accumulators (the readout's: one channel, so weights i, i + 1 of
+// one multiplier and shift): a pair with both inside int16 packs them (PKHBT) and runs the
+// body; it stops at a pair outside int16 (c->g then points at it) or at end.
+__attribute__((noinline)) void pairs32_asm(Cursor *c, int32_t *end, uint32_t mm, int32_t shift, uint32_t advance) {
+  register int8_t *wp __asm__("r2") = c->w;
+  register int32_t *gp __asm__("r3") = c->g;
+  register int32_t *gend __asm__("r4") = end;
+  register uint32_t pos __asm__("r5") = c->position;
+  register uint32_t adv __asm__("r6") = advance;
+  register uint32_t m __asm__("r8") = mm;
+  register int32_t round __asm__("r9") = 1 << (shift - 1);
+  register int32_t s __asm__("r10") = shift;
+  register uint32_t k1 __asm__("r11") = 0x7FEB352Du;
+  register uint32_t k2 __asm__("r12") = 0x846CA68Bu;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldrd r0, r1, [%[gp]], #8\n\t"
+      "orrs lr, r0, r1\n\t"
+      "beq 2f\n\t"
+      "sxth lr, r0\n\t"
+      "cmp lr, r0\n\t"
+      "bne 4f\n\t"
+      "sxth lr, r1\n\t"
+      "cmp lr, r1\n\t"
+      "bne 4f\n\t"
+      "pkhbt r0, r0, r1, lsl #16\n\t"
+      "mov lr, #0\n\t"
+      "strd lr, lr, [%[gp], #-8]\n\t"
+      TESS_UPDATE_PAIR_BODY
+      "b 3f\n\t"
+      "4:\n\t"
+      "sub %[gp], %[gp], #8\n\t"
+      "b 3f\n\t"
+      "2:\n\t"
+      "add %[wp], %[wp], %[wstep]\n\t"
+      "add %[pos], %[pos], %[adv]\n\t"
+      "cmp %[gp], %[gend]\n\t"
+      "bne 1b\n\t"
+      "3:\n\t"
+      : [wp] "+r"(wp), [gp] "+r"(gp), [pos] "+r"(pos)
+      : [gend] "r"(gend), [adv] "r"(adv), [m] "r"(m), [round] "r"(round), [s] "r"(s), [k1] "r"(k1), [k2] "r"(k2),
+        [wstep] "i"(2)
+      : "r0", "r1", "lr", "cc", "memory");
+  c->w = wp;
+  c->g = gp;
+  c->position = pos;
 }
 
 // The assembly's pairs: pairs_small's (i = first, first + stride, ... with i + 1 < count).
@@ -191,7 +252,23 @@ void run_pairs_asm(int8_t *w, int16_t *g, int32_t first, int32_t count, const in
 template <typename G>
 bool pairs_fast(int8_t *w, G *g, int32_t first, int32_t stride, int32_t count, const int32_t m[2], const int32_t s[2],
                 uint32_t position, uint32_t advance) {
-  if (sizeof(G) != 2 || s[0] != s[1]) return false;
+  if (s[0] != s[1]) return false;
+  if (sizeof(G) == 4 && stride == 2) {  // the readout: one channel
+    if (first + 1 >= count) return true;
+    int32_t *end = reinterpret_cast<int32_t *>(g) + first + 2 * ((count - 2 - first) / 2 + 1);
+    const uint32_t mm = ((uint32_t)m[0] & 0xFFFFu) | ((uint32_t)m[1] << 16);
+    Cursor c = {w + first, reinterpret_cast<int32_t *>(g) + first, position};
+    while (true) {
+      pairs32_asm(&c, end, mm, s[0], advance);
+      if (c.g == end) return true;
+      update_pair<kAny>(c.w, c.g, m, s, c.position);  // a pair outside int16
+      c.w += 2;
+      c.g += 2;
+      c.position += advance;
+      if (c.g == end) return true;
+    }
+  }
+  if (sizeof(G) != 2) return false;
   int16_t *g16 = reinterpret_cast<int16_t *>(g);
   switch (stride) {
     case 2: run_pairs_asm<2>(w, g16, first, count, m, s[0], position, advance); return true;

@@ -297,7 +297,9 @@ void check_update(void) {
   // As an export's spiking layer: one shift, int16-sized multipliers, 1..32 channels (a power of
   // two), the rows the DSP cores' assembly pair loop takes.
   const bool layer_like = chance(25);
-  const int32_t channels = layer_like ? 1 << uniform(0, 5) : uniform(1, kMaxChannels);
+  // As the readout: one channel, an int16-sized multiplier, int32 accumulators mostly inside int16.
+  const bool readout_like = !layer_like && chance(15);
+  const int32_t channels = layer_like ? 1 << uniform(0, 5) : (readout_like ? 1 : uniform(1, kMaxChannels));
   const int32_t count = channels * uniform(1, 300) - (channels == 1 && chance(50) ? 1 : 0) + (channels == 1 ? 1 : 0);
   for (int32_t c = 0; c < channels; ++c) {
     mult[c] = chance(50) ? uniform(1 << 30, INT32_MAX) : wide_value();
@@ -320,8 +322,12 @@ void check_update(void) {
       shift[c] = layer_shift;
     }
   }
+  if (readout_like) {
+    mult[0] = chance(90) ? uniform(1 << 14, 32767) : uniform(-32767, 32767);
+    shift[0] = (int8_t)(chance(60) ? uniform(8, 14) : uniform(1, 31));
+  }
   const uint32_t seed = next(), counter = next();
-  if (layer_like || chance(50)) {  // int16 accumulators (spiking layers), zero in pairs and alone
+  if (!readout_like && (layer_like || chance(50))) {  // int16 accumulators (spiking layers), zero in pairs and alone
     for (int32_t i = 0; i < count; ++i) {
       g16_ref[i] = g16_fast[i] = chance(20) ? 0 : value16(chance(50));
       w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
@@ -336,7 +342,7 @@ void check_update(void) {
     return;
   }
   for (int32_t i = 0; i < count; ++i) {  // int32 accumulators (the readout's)
-    g_ref[i] = g_fast[i] = chance(20) ? 0 : wide_value();
+    g_ref[i] = g_fast[i] = chance(20) ? 0 : (readout_like && chance(90) ? value16(chance(50)) : wide_value());
     w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
   }
   tess_sgd_update32(w_ref, g_ref, count, channels, mult, shift, seed, counter);
