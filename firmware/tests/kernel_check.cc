@@ -293,12 +293,11 @@ void check_dw(void) {
   check(dw_tally, fast, g16_ref, g16_fast, (uint32_t)layer.weight_count * 2u, "dW");
 }
 
-void check_update(void) {
-  // As an export's spiking layer: one shift, int16-sized multipliers, 1..32 channels (a power of
-  // two), the rows the DSP cores' assembly pair loop takes.
-  const bool layer_like = chance(25);
-  // As the readout: one channel, an int16-sized multiplier, int32 accumulators mostly inside int16.
-  const bool readout_like = !layer_like && chance(15);
+// One update case: any multipliers and shifts, or as an export's spiking layer (layer_like: one
+// shift, int16-sized multipliers, 1..32 channels, a power of two: the rows the DSP cores'
+// assembly pair loop takes), or as its readout (readout_like: one channel, an int16-sized
+// multiplier, int32 accumulators mostly inside int16).
+void update_case(bool layer_like, bool readout_like) {
   const int32_t channels = layer_like ? 1 << uniform(0, 5) : (readout_like ? 1 : uniform(1, kMaxChannels));
   const int32_t count = channels * uniform(1, 300) - (channels == 1 && chance(50) ? 1 : 0) + (channels == 1 ? 1 : 0);
   for (int32_t c = 0; c < channels; ++c) {
@@ -349,6 +348,13 @@ void check_update(void) {
   const bool fast = tess_fast_update32(w_fast, g_fast, count, channels, mult, shift, seed, counter) != 0;
   check(update_tally, fast, w_ref, w_fast, (uint32_t)count, "update32 w");
   if (fast && memcmp(g_ref, g_fast, (size_t)count * 4u) != 0) check(update_tally, true, "a", "b", 1u, "update32 g");
+}
+
+// A case of any kind, then one as the export gives them.
+void check_update(void) {
+  update_case(false, false);
+  const bool layer_like = chance(60);
+  update_case(layer_like, !layer_like);
 }
 
 // Minimal JSON writing without printf (newlib's allocates).
