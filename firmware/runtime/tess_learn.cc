@@ -4,6 +4,7 @@
 #include "tess_fast.h"
 #include "tess_kernels.h"
 #include "tess_runtime.h"
+#include "tess_simd.h"
 
 namespace {
 
@@ -80,6 +81,45 @@ void route_through_pool(const tess_spiking_t *layer, const tess_spiking_state_t 
   }
 }
 
+#if defined(TESS_FAST)
+// sat16(alpha round(g v / 2^15)) in 32-bit steps where 0 < |alpha| < 2^15: one SMLAL gives
+// g v + 2^14; inside int32 its shift is at most 2^16 in magnitude, so alpha times it fits int32
+// (SSAT); outside, |round(g v / 2^15)| >= 2^16 and the result saturates with the product's sign.
+inline int32_t e_half(int32_t g, int32_t v, int32_t alpha) {
+  const int64_t p = (int64_t)g * v + (1 << 14);
+  const int32_t lo = (int32_t)p, hi = (int32_t)(p >> 32);
+  if (hi != (lo >> 31)) return (hi < 0) != (alpha < 0) ? INT16_MIN : INT16_MAX;
+  return tess_ssat16(alpha * (lo >> 15));
+}
+
+// e per neuron (see tess_learn_step) with e_half and psi in int32: exact where the layer's
+// multipliers allow it (0 <= psi_scale < 2^20 keeps rest psi_scale + 2^10 inside int32).
+bool fast_e(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g, uint32_t *e) {
+  const tess_learning_t *l = layer->learning;
+  const int32_t pre_alpha = l->alpha_pre, post_alpha = l->alpha_post, scale = layer->psi_scale;
+  const auto small = [](int32_t a) { return a != 0 && a > -(1 << 15) && a < (1 << 15); };
+  if (!small(pre_alpha) || !(post_alpha == 0 || small(post_alpha)) || scale < 0 || scale >= (1 << 20)) return false;
+  const int32_t threshold = layer->threshold;
+  for (int32_t n = 0; n < layer->n; ++n) {
+    const int32_t gn = g[n];
+    if (gn == 0) {
+      e[n] = 0;
+      continue;
+    }
+    int32_t distance = state->u[n] - threshold;
+    if (distance < 0) distance = -distance;
+    const int32_t rest = (1 << TESS_U_FRAC) - distance;
+    const int32_t psi = rest <= 0 ? 0 : (rest * scale + (1 << (TESS_U_FRAC - 1))) >> TESS_U_FRAC;
+    const int32_t pre = e_half(gn, psi, pre_alpha);
+    const int32_t post = post_alpha != 0 ? e_half(gn, state->h[n], post_alpha) : 0;
+    e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
+  }
+  return true;
+}
+#else  // the reference loop (tess_learn_step) computes e
+bool fast_e(const tess_spiking_t *, const tess_spiking_state_t *, const int32_t *, uint32_t *) { return false; }
+#endif
+
 }  // namespace
 
 extern "C" {
@@ -147,16 +187,18 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
   }
   // e_pre = sat16(alpha_pre round(g psi / 2^15)), e_post = sat16(alpha_post round(g h / 2^15)),
   // packed as the int16 halves of one word for the correlation.
-  for (int32_t n = 0; n < layer->n; ++n) {
-    const int64_t gn = g[n];
-    if (gn == 0) {  // e = 0 (through a max-pool most neurons win no window)
-      scratch->e[n] = 0;
-      continue;
+  if (!fast_e(layer, state, g, scratch->e)) {
+    for (int32_t n = 0; n < layer->n; ++n) {
+      const int64_t gn = g[n];
+      if (gn == 0) {  // e = 0 (through a max-pool most neurons win no window)
+        scratch->e[n] = 0;
+        continue;
+      }
+      const int32_t psi = tess_psi_q15(state->u[n], layer->threshold, layer->psi_scale);
+      const int32_t pre = tess_sat16((int64_t)l->alpha_pre * tess_round_shift(gn * psi, 15));
+      const int32_t post = l->alpha_post != 0 ? tess_sat16((int64_t)l->alpha_post * tess_round_shift(gn * state->h[n], 15)) : 0;
+      scratch->e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
     }
-    const int32_t psi = tess_psi_q15(state->u[n], layer->threshold, layer->psi_scale);
-    const int32_t pre = tess_sat16((int64_t)l->alpha_pre * tess_round_shift(gn * psi, 15));
-    const int32_t post = l->alpha_post != 0 ? tess_sat16((int64_t)l->alpha_post * tess_round_shift(gn * state->h[n], 15)) : 0;
-    scratch->e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
   }
   if (!tess_fast_accumulate_dw(layer, state, x, scratch)) tess_accumulate_dw(layer, state, x, scratch);
 }
