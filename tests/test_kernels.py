@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 CHECK = FIRMWARE / "tests" / "kernel_check.cc"
-KERNELS = ("currents", "readout", "fire", "traces", "rescale", "dw", "update")
+KERNELS = ("currents", "readout", "fire", "traces", "rescale", "eligibility", "dw", "update")
 
 
 def build_check(runtime, binary, sanitize):
@@ -72,6 +72,10 @@ MUTATIONS = [
     ("tess_fire_fast.cc", "+ round) >> down;", "+ round + 1) >> down;", "fire"),
     ("tess_fast.h", "(hi + (1 << (shift - 33)))", "(hi + (1 << (shift - 33)) + 1)", "rescale"),
     ("tess_fast.h", "rounded = lo + (1u << (shift - 1))", "rounded = lo + (1u << (shift - 1)) + 1u", "rescale"),
+    ("tess_learn.cc", "(int64_t)g * v + (1 << 14);", "(int64_t)g * v + (1 << 13);", "eligibility"),
+    ("tess_learn.cc", "(hi < 0) != (alpha < 0) ? INT16_MIN", "(hi < 0) == (alpha < 0) ? INT16_MIN", "eligibility"),
+    ("tess_learn.cc", "(rest * scale + (1 << (TESS_U_FRAC - 1)))", "(rest * scale + (1 << (TESS_U_FRAC - 2)))",
+     "eligibility"),
     ("tess_dw_fast.cc", "a3 = smlald(e[3], qx, a3);", "a3 = smlald(e[3], qx, a3) + 1;", "dw"),
     ("tess_dw_fast.cc", "const int64_t round = (int64_t)1 << (shift - 1);", "const int64_t round = (int64_t)1 << shift;",
      "dw"),

@@ -91,14 +91,21 @@ inline int32_t e_half(int32_t g, int32_t v, int32_t alpha) {
   if (hi != (lo >> 31)) return (hi < 0) != (alpha < 0) ? INT16_MIN : INT16_MAX;
   return tess_ssat16(alpha * (lo >> 15));
 }
+#endif
 
-// e per neuron (see tess_learn_step) with e_half and psi in int32: exact where the layer's
-// multipliers allow it (0 <= psi_scale < 2^20 keeps rest psi_scale + 2^10 inside int32).
-bool fast_e(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g, uint32_t *e) {
+}  // namespace
+
+extern "C" {
+
+// tess_eligibility with e_half and psi in int32, exact where the layer's multipliers allow it
+// (0 <= psi_scale < 2^20 keeps rest psi_scale + 2^10 inside int32); 0: not taken.
+int32_t tess_fast_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g,
+                              uint32_t *e) {
+#if defined(TESS_FAST)
   const tess_learning_t *l = layer->learning;
   const int32_t pre_alpha = l->alpha_pre, post_alpha = l->alpha_post, scale = layer->psi_scale;
   const auto small = [](int32_t a) { return a != 0 && a > -(1 << 15) && a < (1 << 15); };
-  if (!small(pre_alpha) || !(post_alpha == 0 || small(post_alpha)) || scale < 0 || scale >= (1 << 20)) return false;
+  if (!small(pre_alpha) || !(post_alpha == 0 || small(post_alpha)) || scale < 0 || scale >= (1 << 20)) return 0;
   const int32_t threshold = layer->threshold;
   for (int32_t n = 0; n < layer->n; ++n) {
     const int32_t gn = g[n];
@@ -114,15 +121,15 @@ bool fast_e(const tess_spiking_t *layer, const tess_spiking_state_t *state, cons
     const int32_t post = post_alpha != 0 ? e_half(gn, state->h[n], post_alpha) : 0;
     e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
   }
-  return true;
-}
-#else  // the reference loop (tess_learn_step) computes e
-bool fast_e(const tess_spiking_t *, const tess_spiking_state_t *, const int32_t *, uint32_t *) { return false; }
+  return 1;
+#else  // no DSP path: tess_eligibility computes e
+  (void)layer, (void)state, (void)g, (void)e;
+  return 0;
 #endif
+}
 
-}  // namespace
-
-extern "C" {
+// e_pre = sat16(alpha_pre round(g psi / 2^15)), e_post = sat16(alpha_post round(g h / 2^15)) per
+// neuron, packed as the int16 halves of one word for the correlation (e may be g's buffer).
 
 // g[cell] = sum_c B[c, cell] (softmax(B a) - y)[c] with a the (weighted) spike counts per
 // cell; the 1/(n * L) of B and of pool^T sit in the LSG and learning-rate multipliers.
@@ -159,6 +166,22 @@ void tess_learning_signal(const tess_learning_t *l, int32_t classes, int32_t lab
   }
 }
 
+void tess_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g, uint32_t *e) {
+  const tess_learning_t *l = layer->learning;
+  for (int32_t n = 0; n < layer->n; ++n) {
+    const int64_t gn = g[n];
+    if (gn == 0) {  // e = 0 (through a max-pool most neurons win no window)
+      e[n] = 0;
+      continue;
+    }
+    const int32_t psi = tess_psi_q15(state->u[n], layer->threshold, layer->psi_scale);
+    const int32_t pre = tess_sat16((int64_t)l->alpha_pre * tess_round_shift(gn * psi, 15));
+    const int32_t post =
+        l->alpha_post != 0 ? tess_sat16((int64_t)l->alpha_post * tess_round_shift(gn * state->h[n], 15)) : 0;
+    e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
+  }
+}
+
 void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                      const uint8_t *block_out, int32_t classes, int32_t label, const tess_scratch_t *scratch) {
   const tess_learning_t *l = layer->learning;
@@ -185,21 +208,7 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
   } else {
     for (int32_t n = 0; n < layer->n; ++n) g[n] = cells[n];
   }
-  // e_pre = sat16(alpha_pre round(g psi / 2^15)), e_post = sat16(alpha_post round(g h / 2^15)),
-  // packed as the int16 halves of one word for the correlation.
-  if (!fast_e(layer, state, g, scratch->e)) {
-    for (int32_t n = 0; n < layer->n; ++n) {
-      const int64_t gn = g[n];
-      if (gn == 0) {  // e = 0 (through a max-pool most neurons win no window)
-        scratch->e[n] = 0;
-        continue;
-      }
-      const int32_t psi = tess_psi_q15(state->u[n], layer->threshold, layer->psi_scale);
-      const int32_t pre = tess_sat16((int64_t)l->alpha_pre * tess_round_shift(gn * psi, 15));
-      const int32_t post = l->alpha_post != 0 ? tess_sat16((int64_t)l->alpha_post * tess_round_shift(gn * state->h[n], 15)) : 0;
-      scratch->e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
-    }
-  }
+  if (!tess_fast_eligibility(layer, state, g, scratch->e)) tess_eligibility(layer, state, g, scratch->e);
   if (!tess_fast_accumulate_dw(layer, state, x, scratch)) tess_accumulate_dw(layer, state, x, scratch);
 }
 

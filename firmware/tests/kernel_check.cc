@@ -13,6 +13,12 @@
 #include "tess_kernels.h"
 #include "tess_simd.h"
 
+// The learning step's e per neuron (tess_learn.cc; not in the runtime's headers: only the step calls them).
+extern "C" void tess_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g,
+                                 uint32_t *e);
+extern "C" int32_t tess_fast_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state,
+                                         const int32_t *g, uint32_t *e);
+
 #ifndef TESS_KERNEL_CHECK_CASES
 #define TESS_KERNEL_CHECK_CASES 240
 #endif
@@ -55,7 +61,7 @@ int32_t acc_ref[kMaxMap], acc_fast[kMaxMap];
 uint32_t mask[kMaxMap];
 int16_t u_ref[kMaxMap], u_fast[kMaxMap], q[kMaxMap];
 uint8_t o_ref[kMaxMap], o_fast[kMaxMap];
-uint32_t e_pairs[kMaxMap];  // (e_pre, e_post) int16 halves
+uint32_t e_pairs[kMaxMap], e_fast[kMaxMap];  // (e_pre, e_post) int16 halves
 int32_t g_ref[kMaxWeights], g_fast[kMaxWeights];
 int16_t g16_ref[kMaxWeights], g16_fast[kMaxWeights];
 int8_t w_ref[kMaxWeights], w_fast[kMaxWeights];
@@ -67,7 +73,7 @@ int8_t shift[kMaxChannels];
 struct Tally {
   uint32_t cases = 0, fast = 0, mismatches = 0;
 };
-Tally currents_tally, fire_tally, traces_tally, dw_tally, update_tally, readout_tally, rescale_tally;
+Tally currents_tally, fire_tally, traces_tally, dw_tally, update_tally, readout_tally, rescale_tally, eligibility_tally;
 int32_t rescaled_ref[256], rescaled_fast[256];
 int16_t q_fast[kMaxMap], h_ref[kMaxMap], h_fast[kMaxMap];
 const char *first_mismatch = "";
@@ -268,6 +274,31 @@ int16_t value16(bool big) {
   return (int16_t)(chance(30) ? (chance(50) ? 32767 - uniform(0, 3) : -32768 + uniform(0, 3)) : uniform(-32768, 32767));
 }
 
+// e per neuron: g of any magnitude (zero for many neurons, as through a max-pool), membranes
+// near and far from the threshold, traces at the int16 limits, the multipliers as exported
+// (alpha 1, psi scale < 2^16) or anywhere (past the fast path's bounds too).
+void check_eligibility(void) {
+  tess_spiking_t layer = random_layer();
+  tess_learning_t learning;
+  memset(&learning, 0, sizeof(learning));
+  const auto alpha = []() { return chance(60) ? 1 : (chance(70) ? uniform(-40000, 40000) : wide_value()); };
+  learning.alpha_pre = alpha();
+  learning.alpha_post = chance(30) ? 0 : alpha();
+  layer.learning = &learning;
+  layer.threshold = uniform(0, 4096);
+  layer.psi_scale = chance(80) ? uniform(0, 65536) : (chance(70) ? uniform(0, 1 << 21) : uniform(-1000, 0));
+  const uint32_t zero = next() % 100u;
+  for (int32_t n = 0; n < layer.n; ++n) {
+    h_ref[n] = value16(chance(50));
+    u_ref[n] = (int16_t)(chance(60) ? layer.threshold + uniform(-2100, 2100) : uniform(-32768, 32767));
+    g_ref[n] = next() % 100u < zero ? 0 : wide_value();
+  }
+  tess_spiking_state_t state = {u_ref, nullptr, nullptr, h_ref, nullptr, nullptr};
+  tess_eligibility(&layer, &state, g_ref, e_pairs);
+  const bool fast = tess_fast_eligibility(&layer, &state, g_ref, e_fast) != 0;
+  check(eligibility_tally, fast, e_pairs, e_fast, (uint32_t)layer.n * 4u, "eligibility");
+}
+
 void check_dw(void) {
   tess_spiking_t layer = random_layer();
   tess_learning_t learning;
@@ -402,10 +433,12 @@ int main(void) {
     check_fire_blocks();
     check_traces();
     check_rescale();
+    check_eligibility();
     check_dw();
     check_update();
   }
-  const Tally *all[] = {&currents_tally, &readout_tally, &fire_tally, &traces_tally, &rescale_tally, &dw_tally, &update_tally};
+  const Tally *all[] = {&currents_tally, &readout_tally, &fire_tally,  &traces_tally,
+                        &rescale_tally,  &eligibility_tally, &dw_tally, &update_tally};
   uint32_t mismatches = 0;
   bool every_fast = true;
   for (const Tally *t : all) {
@@ -420,6 +453,7 @@ int main(void) {
   put_tally("fire", fire_tally);
   put_tally("traces", traces_tally);
   put_tally("rescale", rescale_tally);
+  put_tally("eligibility", eligibility_tally);
   put_tally("dw", dw_tally);
   put_tally("update", update_tally);
   put(", \"mismatches\": ");
