@@ -138,6 +138,9 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
  * on entry and g per cell on return. */
 void tess_learning_signal(const tess_learning_t *learning, int32_t classes, int32_t label,
                           const tess_scratch_t *scratch);
+/* e per neuron from its learning signal g[n]: the int16 pair (e_pre, e_post) =
+ * (sat16(alpha_pre round(g psi(u) / 2^15)), sat16(alpha_post round(g h / 2^15))), low half e_pre. */
+void tess_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g, uint32_t *e);
 /* dW = sat16(dW + sat16(round((e_pre (x) q + e_post (x) x 2^frac) / 2^grad_shift))), the
  * sum exact, from the int16 pairs of scratch->e. */
 void tess_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,

@@ -13,12 +13,6 @@
 #include "tess_kernels.h"
 #include "tess_simd.h"
 
-// The learning step's e per neuron (tess_learn.cc; not in the runtime's headers: only the step calls them).
-extern "C" void tess_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g,
-                                 uint32_t *e);
-extern "C" int32_t tess_fast_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state,
-                                         const int32_t *g, uint32_t *e);
-
 #ifndef TESS_KERNEL_CHECK_CASES
 #define TESS_KERNEL_CHECK_CASES 240
 #endif
