@@ -29,7 +29,6 @@ from tess_keras.export.layers.fixed_point import (
     rescale,
     round_shift,
     sat16,
-    sat32,
     stochastic_round_update,
     to_q,
 )
@@ -65,7 +64,7 @@ class SpikingSpec:
     alpha_pre: int = 1
     alpha_post: int = 1
     trace_frac: int = 13
-    grad_shift: int = GRAD_SHIFT  # per-step dW sums -> int16 accumulators (the export's: _grad_shift)
+    grad_shift: int = GRAD_SHIFT  # per-step dW sums -> int16 accumulators: sat16(round(sum / 2**grad_shift))
     lsg_pool: int = 1
     lsg_from: str = None  # name of the PoolSpec whose output the LSG reads (lsg_source "block"); None: own spikes
     lsg_shape: tuple = None  # shape of the spike map the LSG pools (out_shape, or the pool's out_shape)
@@ -249,7 +248,6 @@ class SpikingKind(SpikingEngine, LayerKind):
             spec.lsg_mult, spec.lsg_shift = quantize_multiplier((1 << LOGIT_FRAC) / (n * spec.lsg_norm))
             # psi (and so e_pre, h and e_post) at 2**-k of its scale: a row's step sum stays below
             # 2**31, which GRAD_SHIFT brings within 2**14 of the int16 accumulators.
-            spec.grad_shift = GRAD_SHIFT
             nominal = spec.psi_scale
             spec.psi_scale = max(1, round(nominal / 2 ** _psi_shift(spec, ctx.following, int(np.prod(out_shape[:-1])))))
             # acc unit: 2**-(15 + F - grad_shift) input units, times 1/(n*L) (B and poolᵀ with the cell
