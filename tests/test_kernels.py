@@ -172,10 +172,11 @@ def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
     assert code == 0
 
 
-# Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, and
-# tess_fire_fast.cc's MVE block) on the M55, the assembly row loop of tess_forward_fast.cc
-# and the update's assembly pair loop (tess_update_fast.cc) on the DSP cores. One planted error
-# each, caught by the kernel check in QEMU on that board.
+# Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, tess_fire_fast.cc's
+# MVE blocks for the LIF update and the traces, tess_learn.cc's for the eligibility) on the M55,
+# the assembly row loop of tess_forward_fast.cc and the update's assembly pair loop
+# (tess_update_fast.cc) on the DSP cores. One planted error each, caught by the kernel check in
+# QEMU on that board.
 HELIUM_BOARD = "mps3-an547"
 TARGET_MUTATIONS = [
     (HELIUM_BOARD, "tess_forward_mve.cc", "a[v] = vaddq_s16(a[v], row);",
@@ -193,6 +194,13 @@ TARGET_MUTATIONS = [
      "fire"),
     (HELIUM_BOARD, "tess_fire_fast.cc", "vrshrq_n_s32(vmulq_n_s32(kept, gamma), 15)",
      "vshrq_n_s32(vmulq_n_s32(kept, gamma), 15)", "fire"),
+    (HELIUM_BOARD, "tess_fire_fast.cc", "vrshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(q + i, p), lambda_pre), 15)",
+     "vshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(q + i, p), lambda_pre), 15)", "traces"),
+    (HELIUM_BOARD, "tess_fire_fast.cc", "past = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);",
+     "past = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC - 1);", "traces"),
+    (HELIUM_BOARD, "tess_learn.cc", "vqrdmulhq_s32(g, vshlq_n_s32(v, 16))", "vqrdmulhq_s32(g, vshlq_n_s32(v, 15))",
+     "eligibility"),
+    (HELIUM_BOARD, "tess_learn.cc", "pair = vqmovntq_s32(pair, ", "pair = vmovntq_s32(pair, ", "eligibility"),
     ("mps2-an386", "tess_forward_fast.cc", '"ldr %[word], [%[w], #12]\\n\\t"', '"ldr %[word], [%[w], #11]\\n\\t"',
      "currents"),
     ("mps2-an386", "tess_update_fast.cc", '"rsb lr, lr, r0, lsr #16\\n\\t"', '"rsb lr, lr, r0, lsr #15\\n\\t"',

@@ -7,6 +7,8 @@
 //    2^(shift-1) is scaled by 2^(32-shift) and rounded by SMMULR, others go
 //    through tess_rescale_fast;
 //  - the leak (u - r o) * gamma fits int32 when 0 <= gamma, r <= 2^15.
+// The traces (tess_spiking_traces) follow in int32 under their own bounds; on
+// Helium both run four neurons a vector.
 #include "tess_fast.h"
 
 #include "tess_runtime.h"
@@ -136,6 +138,36 @@ void fire_block(const tess_spiking_t *layer, int16_t *u, uint8_t *o, const int32
     for (int32_t l = 0; l < lanes; ++l) fire_channel(layer, u, o, acc, c0 + l);
   }
 }
+
+// tess_fast_traces on Helium, four traces a vector under its bounds (int32 throughout):
+// VRSHR #15 is the rounding of q lambda / 2^15, and a saturating shift up by 16 and back the
+// int16 clamp. Tails are predicated.
+void traces_mve(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, int32_t t) {
+  const tess_learning_t *l = layer->learning;
+  const int32_t lambda_pre = l->lambda_pre, lambda_post = l->lambda_post, scale = layer->psi_scale;
+  const int32_t frac = l->trace_frac;
+  int16_t *q = state->q;
+  for (int32_t i = 0; i < layer->nin; i += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(layer->nin - i));
+    const int32x4_t decayed = vrshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(q + i, p), lambda_pre), 15);
+    const int32x4_t sum = vaddq_s32(decayed, vshlq_r_s32(vldrbq_z_s32(x + i, p), frac));
+    vstrhq_p_s32(q + i, vshrq_n_s32(vqshlq_n_s32(sum, 16), 16), p);
+  }
+  if (l->alpha_post == 0) return;
+  int16_t *h = state->h;
+  const int32x4_t threshold = vdupq_n_s32(layer->threshold);
+  for (int32_t n = 0; n < layer->n; n += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(layer->n - n));
+    int32x4_t past = vdupq_n_s32(0);  // h[0] = 0: no past membrane at the first step
+    if (t > 0) {  // psi = scale max(1 - |u - v_th|, 0), rest * scale <= 2^30
+      const int32x4_t distance = vabdq_s32(vldrhq_z_s32(state->u + n, p), threshold);
+      const int32x4_t rest = vmaxq_s32(vsubq_s32(vdupq_n_s32(1 << TESS_U_FRAC), distance), vdupq_n_s32(0));
+      past = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);
+    }
+    const int32x4_t sum = vaddq_s32(vrshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(h + n, p), lambda_post), 15), past);
+    vstrhq_p_s32(h + n, vshrq_n_s32(vqshlq_n_s32(sum, 16), 16), p);
+  }
+}
 #endif
 
 }  // namespace
@@ -162,6 +194,9 @@ int32_t tess_fast_traces(const tess_spiking_t *layer, const tess_spiking_state_t
       scale > (1 << 19) || l->trace_frac > 16) {
     return 0;
   }
+#if defined(TESS_MVE)
+  traces_mve(layer, state, x, t);
+#else
   // |q| lambda <= 2^30 and |x| 2^frac <= 2^23: int32 throughout.
   const int32_t frac = l->trace_frac;
   int16_t *q = state->q;
@@ -180,6 +215,7 @@ int32_t tess_fast_traces(const tess_spiking_t *layer, const tess_spiking_state_t
     }
     h[n] = (int16_t)tess_ssat16(((h[n] * lambda_post + (1 << 14)) >> 15) + past);
   }
+#endif
   return 1;
 }
 

@@ -6,6 +6,10 @@
 #include "tess_runtime.h"
 #include "tess_simd.h"
 
+#if defined(TESS_MVE)
+#include <arm_mve.h>
+#endif
+
 namespace {
 
 // The bits of B's row byte `byte` that are columns 1..n-1 (column 0 is zero, bits past n unused).
@@ -93,6 +97,34 @@ inline int32_t e_half(int32_t g, int32_t v, int32_t alpha) {
 }
 #endif
 
+#if defined(TESS_MVE)
+// e_half for four neurons, -2^15 <= v < 2^15: VQRDMULH of g by v 2^16 is round(g v / 2^15) (it
+// saturates only for g = v 2^16 = -2^31, where the clamp below gives the same answer); clamped to +-2^16,
+// alpha times it fits int32 and saturates to int16 exactly when the exact product does.
+inline int32x4_t e_half_mve(int32x4_t g, int32x4_t v, int32_t alpha) {
+  const int32x4_t rounded = vqrdmulhq_s32(g, vshlq_n_s32(v, 16));
+  return vmulq_n_s32(vmaxq_s32(vminq_s32(rounded, vdupq_n_s32(1 << 16)), vdupq_n_s32(-(1 << 16))), alpha);
+}
+
+// tess_fast_eligibility four neurons a vector: e_pre and e_post saturate into the bottom and
+// top int16 halves of each neuron's word (VQMOVNB / VQMOVNT), so one store writes the pairs.
+void eligibility_mve(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g, uint32_t *e) {
+  const tess_learning_t *l = layer->learning;
+  const int32_t pre_alpha = l->alpha_pre, post_alpha = l->alpha_post, scale = layer->psi_scale;
+  const int32x4_t threshold = vdupq_n_s32(layer->threshold);
+  for (int32_t n = 0; n < layer->n; n += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(layer->n - n));
+    const int32x4_t gn = vldrwq_z_s32(g + n, p);
+    const int32x4_t distance = vabdq_s32(vldrhq_z_s32(state->u + n, p), threshold);
+    const int32x4_t rest = vmaxq_s32(vsubq_s32(vdupq_n_s32(1 << TESS_U_FRAC), distance), vdupq_n_s32(0));
+    const int32x4_t psi = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);
+    int16x8_t pair = vqmovnbq_s32(vdupq_n_s16(0), e_half_mve(gn, psi, pre_alpha));
+    if (post_alpha != 0) pair = vqmovntq_s32(pair, e_half_mve(gn, vldrhq_z_s32(state->h + n, p), post_alpha));
+    vstrwq_p_u32(e + n, vreinterpretq_u32_s16(pair), p);  // after g[n..n+3] is read: e may be g's buffer
+  }
+}
+#endif
+
 }  // namespace
 
 extern "C" {
@@ -106,6 +138,12 @@ int32_t tess_fast_eligibility(const tess_spiking_t *layer, const tess_spiking_st
   const int32_t pre_alpha = l->alpha_pre, post_alpha = l->alpha_post, scale = layer->psi_scale;
   const auto small = [](int32_t a) { return a != 0 && a > -(1 << 15) && a < (1 << 15); };
   if (!small(pre_alpha) || !(post_alpha == 0 || small(post_alpha)) || scale < 0 || scale >= (1 << 20)) return 0;
+#if defined(TESS_MVE)
+  if (scale < (1 << 15)) {  // psi <= scale: psi 2^16 fits int32 (exports scale psi far below)
+    eligibility_mve(layer, state, g, e);
+    return 1;
+  }
+#endif
   const int32_t threshold = layer->threshold;
   for (int32_t n = 0; n < layer->n; ++n) {
     const int32_t gn = g[n];

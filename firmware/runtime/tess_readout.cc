@@ -5,6 +5,29 @@
 #include "tess_runtime.h"
 #include "tess_simd.h"
 
+#if defined(TESS_MVE)
+#include <arm_mve.h>
+#endif
+
+namespace {
+
+// g[c] = sat32(g[c] + err[c]) for every class: VQADD four classes at a time on Helium, QADD
+// on the DSP cores.
+inline void add_error(int32_t *g, const int32_t *err, int32_t classes) {
+#if defined(TESS_MVE)
+  for (int32_t c = 0; c < classes; c += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(classes - c));
+    vstrwq_p_s32(g + c, vqaddq_s32(vldrwq_z_s32(g + c, p), vldrwq_z_s32(err + c, p)), p);
+  }
+#elif defined(TESS_FAST) && !defined(TESS_KERNELS_EMULATE_DSP)
+  for (int32_t c = 0; c < classes; ++c) g[c] = __qadd(g[c], err[c]);
+#else
+  for (int32_t c = 0; c < classes; ++c) g[c] = tess_sat32((int64_t)g[c] + err[c]);
+#endif
+}
+
+}  // namespace
+
 extern "C" {
 
 void tess_readout_currents(const tess_readout_t *r, const int8_t *weights, const uint8_t *x, int32_t *acc,
@@ -37,10 +60,9 @@ void tess_readout_step(const tess_readout_t *r, const tess_readout_state_t *s, c
   tess_softmax_error(scratch->z, r->classes, label, scratch->err);
   for (int32_t i = 0; i < r->nin; ++i) {
     if (!x[i]) continue;
-    int32_t *g = s->g + i * r->classes;
-    for (int32_t c = 0; c < r->classes; ++c) g[c] = tess_sat32((int64_t)g[c] + scratch->err[c]);
+    add_error(s->g + i * r->classes, scratch->err, r->classes);
   }
-  for (int32_t c = 0; c < r->classes; ++c) s->gb[c] = tess_sat32((int64_t)s->gb[c] + scratch->err[c]);
+  add_error(s->gb, scratch->err, r->classes);
 }
 
 }  // extern "C"
