@@ -55,6 +55,9 @@ int32_t tess_mve_spike_currents(const tess_conv_shape_t *s, const int8_t *weight
 /* The same for an int8 input (no scratch). */
 int32_t tess_mve_value_currents(const tess_conv_shape_t *s, const int8_t *weights, const int8_t *x, int32_t *acc);
 
+/* Helium builds: tess_learning_signal four cells a vector. 0 without MVE. */
+int32_t tess_fast_learning_signal(const tess_learning_t *l, int32_t classes, int32_t label,
+                                  const tess_scratch_t *scratch);
 /* tess_eligibility in 32-bit arithmetic where the layer's alphas and psi scale keep it exact. */
 int32_t tess_fast_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g,
                               uint32_t *e);

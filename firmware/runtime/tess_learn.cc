@@ -123,6 +123,53 @@ void eligibility_mve(const tess_spiking_t *layer, const tess_spiking_state_t *st
     vstrwq_p_u32(e + n, vreinterpretq_u32_s16(pair), p);  // after g[n..n+3] is read: e may be g's buffer
   }
 }
+
+// The predicate of the four int32 lanes j whose bit j is set in a nibble of B.
+constexpr uint16_t lanes_of(uint32_t nibble) {
+  return (uint16_t)(((nibble & 1u) ? 0x000Fu : 0u) | ((nibble & 2u) ? 0x00F0u : 0u) | ((nibble & 4u) ? 0x0F00u : 0u) |
+                    ((nibble & 8u) ? 0xF000u : 0u));
+}
+constexpr uint16_t kLanes[16] = {lanes_of(0),  lanes_of(1),  lanes_of(2),  lanes_of(3), lanes_of(4),  lanes_of(5),
+                                 lanes_of(6),  lanes_of(7),  lanes_of(8),  lanes_of(9), lanes_of(10), lanes_of(11),
+                                 lanes_of(12), lanes_of(13), lanes_of(14), lanes_of(15)};
+
+// tess_learning_signal's two passes over B, eight cells (one byte of each row) at a time, as two
+// vectors whose lanes are predicated by the byte's nibbles (column 0 excluded): the int64 sums
+// over the set bits by VADDLVA (exact, as the reference's), and each cell's -sum err + 2 sum
+// over its set bits of err[c] by predicated adds (int32, as the reference's). n % 8 == 0.
+void learning_signal_mve(const tess_learning_t *l, int32_t classes, int32_t label, const tess_scratch_t *scratch) {
+  int32_t *cells = scratch->cells;
+  const int32_t n = l->lsg_size, bytes = n / 8;
+  int64_t total = 0;
+  for (int32_t k = 0; k < n; k += 4) {
+    total = vaddlvaq_p_s32(total, vldrwq_s32(cells + k), k == 0 ? (mve_pred16_t)0xFFF0u : (mve_pred16_t)0xFFFFu);
+  }
+  for (int32_t c = 0; c < classes; ++c) {
+    const uint8_t *row = l->lsg_bits + c * l->lsg_row_bytes;
+    int64_t set = 0;
+    for (int32_t byte = 0; byte < bytes; ++byte) {
+      const uint32_t bits = row[byte] & (byte == 0 ? 0xFEu : 0xFFu);
+      set = vaddlvaq_p_s32(set, vldrwq_s32(cells + 8 * byte), kLanes[bits & 0xFu]);
+      set = vaddlvaq_p_s32(set, vldrwq_s32(cells + 8 * byte + 4), kLanes[bits >> 4]);
+    }
+    scratch->z[c] = tess_rescale(tess_sat32(2 * set - total), l->lsg_mult, l->lsg_shift);
+  }
+  tess_softmax_error(scratch->z, classes, label, scratch->err);
+  int32_t err_total = 0;
+  for (int32_t c = 0; c < classes; ++c) err_total += scratch->err[c];
+  for (int32_t byte = 0; byte < bytes; ++byte) {
+    int32x4_t low = vdupq_n_s32(-err_total), high = low;
+    const uint8_t *column = l->lsg_bits + byte;
+    for (int32_t c = 0; c < classes; ++c, column += l->lsg_row_bytes) {
+      const uint32_t bits = *column, twice = 2 * (uint32_t)scratch->err[c];
+      low = vaddq_m_n_s32(low, low, (int32_t)twice, kLanes[bits & 0xFu]);
+      high = vaddq_m_n_s32(high, high, (int32_t)twice, kLanes[bits >> 4]);
+    }
+    vstrwq_s32(cells + 8 * byte, low);
+    vstrwq_s32(cells + 8 * byte + 4, high);
+  }
+  cells[0] = 0;
+}
 #endif
 
 }  // namespace
@@ -204,6 +251,18 @@ void tess_learning_signal(const tess_learning_t *l, int32_t classes, int32_t lab
   }
 }
 
+int32_t tess_fast_learning_signal(const tess_learning_t *l, int32_t classes, int32_t label,
+                                  const tess_scratch_t *scratch) {
+#if defined(TESS_MVE)
+  if (l->lsg_size % 8 != 0) return 0;
+  learning_signal_mve(l, classes, label, scratch);
+  return 1;
+#else  // tess_learning_signal visits only B's set bits: no faster scalar way
+  (void)l, (void)classes, (void)label, (void)scratch;
+  return 0;
+#endif
+}
+
 void tess_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int32_t *g, uint32_t *e) {
   const tess_learning_t *l = layer->learning;
   for (int32_t n = 0; n < layer->n; ++n) {
@@ -232,7 +291,7 @@ void tess_learn_step(const tess_spiking_t *layer, const tess_spiking_state_t *st
   } else {
     for (int32_t n = 0; n < layer->n; ++n) cells[n] = state->o[n];
   }
-  tess_learning_signal(l, classes, label, scratch);
+  if (!tess_fast_learning_signal(l, classes, label, scratch)) tess_learning_signal(l, classes, label, scratch);
   if (conv) {
     const int32_t kk = l->lsg_pool * l->lsg_pool;
     for (int32_t k = 0; k < l->lsg_size; ++k) cells[k] *= l->cell_weight[k % kk];

@@ -91,8 +91,12 @@ static inline void tess_softmax_error(const int32_t *z, int32_t n, int32_t label
     err[c] = whole >= 16 ? 0 : (int32_t)(tess_exp2_lut[(t & 4095) >> 4] >> whole);
     total += err[c];
   }
+  // err[c] <= 2^15 and total <= n 2^15: the rounded quotient's operands fit uint32 (one UDIV, not
+  // a 64-bit division routine) for any n below 2^16.
+  const bool narrow = n < 65536;
   for (int32_t c = 0; c < n; ++c) {
-    const int64_t p = ((int64_t)err[c] * TESS_Q15_ONE + total / 2) / total;
+    const int64_t p = narrow ? (int64_t)(((uint32_t)err[c] * TESS_Q15_ONE + (uint32_t)(total / 2)) / (uint32_t)total)
+                             : ((int64_t)err[c] * TESS_Q15_ONE + total / 2) / total;
     err[c] = (int32_t)p - (c == label ? TESS_Q15_ONE : 0);
   }
 }
