@@ -27,6 +27,8 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 CHECK = FIRMWARE / "tests" / "kernel_check.cc"
 KERNELS = ("currents", "readout", "fire", "traces", "rescale", "eligibility", "dw", "update")
+HELIUM_KERNELS = ("signal",)  # fast on the M55 only
+HELIUM_BOARD = "mps3-an547"
 
 
 def build_check(runtime, binary, sanitize):
@@ -166,18 +168,18 @@ def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
     code, lines = simulate.run_console(simulate.qemu_command(board, tmp_path / "tess_firmware.elf"), timeout=600)
     report = json.loads([line for line in lines if "tess_kernel_check" in line][-1])
     assert report["path"] == ("mve" if board == HELIUM_BOARD else "dsp")
-    for kernel in KERNELS:
+    for kernel in KERNELS + (HELIUM_KERNELS if board == HELIUM_BOARD else ()):
         cases, fast, mismatches = report[kernel]
         assert fast > 0 and mismatches == 0, (board, kernel, report[kernel])
     assert code == 0
 
 
 # Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, tess_fire_fast.cc's
-# MVE blocks for the LIF update and the traces, tess_learn.cc's for the eligibility) on the M55,
+# MVE blocks for the LIF update and the traces, tess_learn.cc's for the eligibility and the
+# learning signal) on the M55,
 # the assembly row loop of tess_forward_fast.cc and the update's assembly pair loop
 # (tess_update_fast.cc) on the DSP cores. One planted error each, caught by the kernel check in
 # QEMU on that board.
-HELIUM_BOARD = "mps3-an547"
 TARGET_MUTATIONS = [
     (HELIUM_BOARD, "tess_forward_mve.cc", "a[v] = vaddq_s16(a[v], row);",
      "a[v] = vaddq_s16(a[v], vaddq_s16(row, vdupq_n_s16(1)));", "currents"),
@@ -201,6 +203,11 @@ TARGET_MUTATIONS = [
     (HELIUM_BOARD, "tess_learn.cc", "vqrdmulhq_s32(g, vshlq_n_s32(v, 16))", "vqrdmulhq_s32(g, vshlq_n_s32(v, 15))",
      "eligibility"),
     (HELIUM_BOARD, "tess_learn.cc", "pair = vqmovntq_s32(pair, ", "pair = vmovntq_s32(pair, ", "eligibility"),
+    (HELIUM_BOARD, "tess_learn.cc", "k == 0 ? (mve_pred16_t)0xFFF0u", "k == 0 ? (mve_pred16_t)0xFFF1u", "signal"),
+    (HELIUM_BOARD, "tess_learn.cc", "vldrwq_s32(cells + 8 * byte + 4), kLanes[bits >> 4]",
+     "vldrwq_s32(cells + 8 * byte + 4), kLanes[bits >> 3]", "signal"),
+    (HELIUM_BOARD, "tess_learn.cc", "high = vaddq_m_n_s32(high, high, (int32_t)twice, kLanes[bits >> 4]);",
+     "high = vaddq_m_n_s32(high, high, (int32_t)twice + 1, kLanes[bits >> 4]);", "signal"),
     ("mps2-an386", "tess_forward_fast.cc", '"ldr %[word], [%[w], #12]\\n\\t"', '"ldr %[word], [%[w], #11]\\n\\t"',
      "currents"),
     ("mps2-an386", "tess_update_fast.cc", '"rsb lr, lr, r0, lsr #16\\n\\t"', '"rsb lr, lr, r0, lsr #15\\n\\t"',

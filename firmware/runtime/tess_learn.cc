@@ -54,6 +54,13 @@ void gather_cells(const tess_learning_t *l, const int32_t *cells, int32_t *g) {
   }
 }
 
+// sat16(alpha r) without int64 overflow: past 2^16 in magnitude r saturates any alpha != 0 the
+// same way as 2^16 does.
+inline int32_t e_term(int32_t alpha, int64_t r) {
+  const int64_t bounded = r > (1 << 16) ? (1 << 16) : (r < -(1 << 16) ? -(1 << 16) : r);
+  return tess_sat16((int64_t)alpha * bounded);
+}
+
 // Back through the block's max-pool: each window's signal (pooled_g) goes to its first maximum
 // (row-major) in g, the layer's map.
 void route_through_pool(const tess_spiking_t *layer, const tess_spiking_state_t *state, const uint8_t *pooled,
@@ -272,9 +279,8 @@ void tess_eligibility(const tess_spiking_t *layer, const tess_spiking_state_t *s
       continue;
     }
     const int32_t psi = tess_psi_q15(state->u[n], layer->threshold, layer->psi_scale);
-    const int32_t pre = tess_sat16((int64_t)l->alpha_pre * tess_round_shift(gn * psi, 15));
-    const int32_t post =
-        l->alpha_post != 0 ? tess_sat16((int64_t)l->alpha_post * tess_round_shift(gn * state->h[n], 15)) : 0;
+    const int32_t pre = e_term(l->alpha_pre, tess_round_shift(gn * psi, 15));
+    const int32_t post = l->alpha_post != 0 ? e_term(l->alpha_post, tess_round_shift(gn * state->h[n], 15)) : 0;
     e[n] = (uint32_t)(uint16_t)pre | ((uint32_t)(uint16_t)post << 16);
   }
 }

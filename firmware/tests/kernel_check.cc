@@ -262,6 +262,44 @@ void check_traces(void) {
   }
 }
 
+// The learning signal (Helium only): B of any size (multiples of 8 take the fast path), its bits
+// at any density, the cells' spike counts small or near the limits of int32 (the sums saturate),
+// any multiplier and shift, every label.
+constexpr int32_t kMaxCells = 256, kMaxClasses = 20;
+Tally signal_tally;
+uint8_t lsg_bits[kMaxClasses * kMaxCells / 8];
+int32_t cells_ref[kMaxCells], cells_fast[kMaxCells], z[kMaxClasses], err[kMaxClasses];
+
+void check_signal(void) {
+  tess_learning_t learning;
+  memset(&learning, 0, sizeof(learning));
+  const int32_t n = chance(80) ? 8 * uniform(1, kMaxCells / 8) : uniform(1, kMaxCells);
+  const int32_t classes = uniform(1, kMaxClasses);
+  learning.lsg_size = n;
+  learning.lsg_row_bytes = (n + 7) / 8;
+  learning.lsg_bits = lsg_bits;
+  learning.lsg_mult = chance(70) ? 1073741824 : wide_value();
+  learning.lsg_shift = uniform(1, 40);
+  const uint32_t density = next() % 101u;
+  for (int32_t i = 0; i < classes * learning.lsg_row_bytes; ++i) {
+    uint32_t byte = 0;
+    for (int32_t bit = 0; bit < 8; ++bit) byte |= (next() % 100u < density ? 1u : 0u) << bit;
+    lsg_bits[i] = (uint8_t)byte;
+  }
+  const bool wide = chance(25);
+  for (int32_t k = 0; k < n; ++k) cells_ref[k] = cells_fast[k] = wide ? wide_value() : uniform(0, 64);
+  const int32_t label = uniform(0, classes - 1);
+  tess_scratch_t scratch;
+  memset(&scratch, 0, sizeof(scratch));
+  scratch.z = z;
+  scratch.err = err;
+  scratch.cells = cells_ref;
+  tess_learning_signal(&learning, classes, label, &scratch);
+  scratch.cells = cells_fast;
+  const bool fast = tess_fast_learning_signal(&learning, classes, label, &scratch) != 0;
+  check(signal_tally, fast, cells_ref, cells_fast, (uint32_t)n * 4u, "signal");
+}
+
 // An int16 value: small, mid, or at the limits (-32768 included).
 int16_t value16(bool big) {
   if (!big) return (int16_t)uniform(-2000, 2000);
@@ -430,6 +468,7 @@ int main(void) {
     check_eligibility();
     check_dw();
     check_update();
+    check_signal();
   }
   const Tally *all[] = {&currents_tally, &readout_tally, &fire_tally,  &traces_tally,
                         &rescale_tally,  &eligibility_tally, &dw_tally, &update_tally};
@@ -439,6 +478,10 @@ int main(void) {
     mismatches += t->mismatches;
     every_fast = every_fast && t->fast > 0;
   }
+  mismatches += signal_tally.mismatches;  // a fast path on Helium only
+#if defined(TESS_MVE)
+  every_fast = every_fast && signal_tally.fast > 0;
+#endif
   put("{\"tess_kernel_check\": 1, \"path\": \"");
   put(tess_kernels_path());
   put("\"");
@@ -450,6 +493,7 @@ int main(void) {
   put_tally("eligibility", eligibility_tally);
   put_tally("dw", dw_tally);
   put_tally("update", update_tally);
+  put_tally("signal", signal_tally);
   put(", \"mismatches\": ");
   put_number(mismatches);
   put(", \"first_mismatch\": \"");
