@@ -62,31 +62,32 @@ inline int32_t e_term(int32_t alpha, int64_t r) {
 }
 
 // Back through the block's max-pool: each window's signal (pooled_g) goes to its first maximum
-// (row-major) in g, the layer's map.
+// (row-major) in g, the layer's map. The window's part inside the map is found once for all
+// its channels.
 void route_through_pool(const tess_spiking_t *layer, const tess_spiking_state_t *state, const uint8_t *pooled,
                         const int32_t *pooled_g, int32_t *g) {
   const tess_pool_t *p = layer->learning->block;
+  const int32_t channels = p->c, row_stride = p->w * p->c;
   for (int32_t n = 0; n < layer->n; ++n) g[n] = 0;
   for (int32_t oy = 0; oy < p->oh; ++oy) {
+    const int32_t top = oy * p->sh - p->pad_top;
+    const int32_t y0 = top < 0 ? 0 : top, y1 = top + p->ph > p->h ? p->h : top + p->ph;
     for (int32_t ox = 0; ox < p->ow; ++ox) {
-      for (int32_t c = 0; c < p->c; ++c) {
-        const int32_t n = (oy * p->ow + ox) * p->c + c;
-        const uint8_t peak = pooled[n];
+      const int32_t left = ox * p->sw - p->pad_left;
+      const int32_t x0 = left < 0 ? 0 : left, x1 = left + p->pw > p->w ? p->w : left + p->pw;
+      const int32_t corner = y0 * row_stride + x0 * channels, n0 = (oy * p->ow + ox) * channels;
+      for (int32_t c = 0; c < channels; ++c) {
+        const uint8_t peak = pooled[n0 + c];
         int32_t winner = -1;
-        for (int32_t i = 0; i < p->ph && winner < 0; ++i) {
-          const int32_t iy = oy * p->sh + i - p->pad_top;
-          if (iy < 0 || iy >= p->h) continue;
-          for (int32_t j = 0; j < p->pw; ++j) {
-            const int32_t ix = ox * p->sw + j - p->pad_left;
-            if (ix < 0 || ix >= p->w) continue;
-            const int32_t at = (iy * p->w + ix) * p->c + c;
-            if (state->o[at] == peak) {
-              winner = at;
+        for (int32_t at = corner + c, y = y0; y < y1 && winner < 0; ++y, at += row_stride) {
+          for (int32_t x = 0; x < x1 - x0; ++x) {
+            if (state->o[at + x * channels] == peak) {
+              winner = at + x * channels;
               break;
             }
           }
         }
-        g[winner] += pooled_g[n];
+        g[winner] += pooled_g[n0 + c];
       }
     }
   }
