@@ -12,13 +12,23 @@
 //    an int16 accumulator times a multiplier below 2^15 (the export's for the
 //    spiking layers, shift <= 31) plus the rounding fits int32: one MLA;
 //  - on the DSP cores such pairs (one shift for both, rows of 1..32 channels,
-//    and the readout's int32 accumulators while inside int16) run in assembly.
+//    and the readout's int32 accumulators while inside int16) run in assembly;
+//  - a Helium build (TESS_MVE) first offers the call to tess_update_mve.cc, eight
+//    weights a step, and keeps here the layers it declines.
 #include "tess_fast.h"
 
 #include "tess_runtime.h"
 #include "tess_simd.h"
 
 #if defined(TESS_FAST)
+
+#if defined(TESS_MVE)
+// tess_update_mve.cc: 1 where it did the update, 0 where it declined the layer (nothing done).
+extern "C" int32_t tess_mve_update(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                                   const int8_t *shift, uint32_t seed, uint32_t counter);
+extern "C" int32_t tess_mve_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                                     const int8_t *shift, uint32_t seed, uint32_t counter);
+#endif
 
 namespace {
 
@@ -333,12 +343,18 @@ extern "C" {
 
 int32_t tess_fast_update(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int32_t *mult,
                          const int8_t *shift, uint32_t seed, uint32_t counter) {
+#if defined(TESS_MVE)
+  if (tess_mve_update(w, g, count, channels, mult, shift, seed, counter)) return 1;
+#endif
   fast_update(w, g, count, channels, mult, shift, seed, counter);
   return 1;
 }
 
 int32_t tess_fast_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
                            const int8_t *shift, uint32_t seed, uint32_t counter) {
+#if defined(TESS_MVE)
+  if (tess_mve_update32(w, g, count, channels, mult, shift, seed, counter)) return 1;
+#endif
   fast_update(w, g, count, channels, mult, shift, seed, counter);
   return 1;
 }
