@@ -103,11 +103,14 @@ void update16(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int3
   for (int32_t first = 0; first < stride && first < count; first += 8) {
     const Lanes l = lanes_of(mult, shift, first, channels);
     uint32x4_t position = vaddq_n_u32(draws, seed + (counter + (uint32_t)(first / 2)) * TESS_RANDOM_STEP);
-    int32_t i = first;
-    for (; i + 8 <= count; i += stride, position = vaddq_n_u32(position, advance)) {
-      group16<false>(w + i, g + i, 8, l, position);
+    const int32_t full = count - first >= 8 ? (count - first - 8) / stride + 1 : 0;  // groups of eight
+    int8_t *wp = w + first;
+    int16_t *gp = g + first;
+    for (int32_t k = 0; k < full; ++k, wp += stride, gp += stride, position = vaddq_n_u32(position, advance)) {
+      group16<false>(wp, gp, 8, l, position);
     }
-    if (i < count) group16<true>(w + i, g + i, count - i, l, position);
+    const int32_t rest = count - first - full * stride;  // a short last group (below 8)
+    if (rest > 0) group16<true>(wp, gp, rest, l, position);
   }
 }
 
@@ -118,7 +121,7 @@ void update16(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int3
 void update32(int8_t *w, int32_t *g, int32_t count, int32_t mult, int32_t shift, uint32_t seed, uint32_t counter) {
   const int32_t up = shift < 16 ? 16 - shift : 0;
   const uint32_t limit = (1u << (31 - up)) - 1u;
-  const int32x4_t scaled = vdupq_n_s32((int32_t)((uint32_t)mult << (32 - shift - up)));
+  const int32x4_t scaled = vdupq_n_s32((int32_t)((uint32_t)mult << (32 - shift - up))), ups = vdupq_n_s32(up);
   const int8_t shift8 = (int8_t)shift;
   const uint32_t advance = 4u * TESS_RANDOM_STEP;
   const uint32x4_t draws = vmulq_n_u32(vidupq_n_u32(0u, 1), TESS_RANDOM_STEP);  // lane k: draw k of the group
@@ -130,8 +133,8 @@ void update32(int8_t *w, int32_t *g, int32_t count, int32_t mult, int32_t shift,
       if (vmaxavq_s32(vmaxavq_s32(0u, acc.val[0]), acc.val[1]) > limit) break;
       vstrwq_s32(g + i, vdupq_n_s32(0));
       vstrwq_s32(g + i + 4, vdupq_n_s32(0));
-      const int32x4_t even = vrmulhq_s32(vshlq_r_s32(acc.val[0], up), scaled);
-      const int32x4_t odd = vrmulhq_s32(vshlq_r_s32(acc.val[1], up), scaled);
+      const int32x4_t even = vrmulhq_s32(vshlq_s32(acc.val[0], ups), scaled);
+      const int32x4_t odd = vrmulhq_s32(vshlq_s32(acc.val[1], ups), scaled);
       step_weights<false>(w + i, 0, even, odd, position);
     }
     if (i == count) break;
