@@ -308,6 +308,15 @@ void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t
     }
     return;
   }
+  if (count % 2 != 0) {  // odd count: the last weight (channel i % channels) alone, the low half of its draw
+    const int32_t i = count - 1, gi = g[i], c = i % channels;
+    g[i] = 0;
+    const int32_t delta = gi != 0 ? tess_rescale_fast(gi, mult[c], shift[c]) : 0;
+    if (delta != 0) {
+      w[i] = step_weight(w[i], delta, tess_mix32(seed + (counter + (uint32_t)(i / 2)) * TESS_RANDOM_STEP) & 0xFFFFu);
+    }
+    --count;  // the pairs below: the weights are independent, so the order does not matter
+  }
   // Channel pairs (c, c + 1) of each row, or one channel's consecutive weights.
   const int32_t stride = channels == 1 ? 2 : channels;
   const uint32_t advance = (uint32_t)(stride / 2) * TESS_RANDOM_STEP;
@@ -325,14 +334,6 @@ void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t
       pairs_small(w, g, c, stride, count, m, s, position, advance);
     } else {
       pairs<kAny>(w, g, c, stride, count, m, s, position, advance);
-    }
-  }
-  if (count % 2 != 0) {  // one channel, odd count: the last weight, alone, the low half of its draw
-    const int32_t i = count - 1, gi = g[i];
-    g[i] = 0;
-    const int32_t delta = gi != 0 ? tess_rescale_fast(gi, mult[0], shift[0]) : 0;
-    if (delta != 0) {
-      w[i] = step_weight(w[i], delta, tess_mix32(seed + (counter + (uint32_t)(i / 2)) * TESS_RANDOM_STEP) & 0xFFFFu);
     }
   }
 }
