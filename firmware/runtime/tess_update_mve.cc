@@ -30,32 +30,31 @@
 
 namespace {
 
-#define TESS_INLINE inline __attribute__((always_inline))
-
 // The lanes of the groups whose first weight is channel `first` (first % 8 == 0): lane j's
-// multiplier, and -shift for the even and the odd weights (VRSHL by a negative amount is the
-// rounded right shift).
+// multiplier, and -shift of weight j as int16 lane j, so int32 lane k holds weight 2k's in its
+// bottom half and weight 2k + 1's in its top half (VRSHL by a negative amount is the rounded
+// right shift, and it reads the bottom byte of each lane: the odd weights' take a VSHR #16).
 struct Lanes {
   int16x8_t mult;
-  int32x4_t down_even, down_odd;
+  int32x4_t down;
 };
 
 Lanes lanes_of(const int32_t *mult, const int8_t *shift, int32_t first, int32_t channels) {
-  int16_t m[8];
-  int32_t down[8];  // the even weights', then the odd weights'
+  int16_t m[8], down[8];
   for (int32_t j = 0; j < 8; ++j) {
     const int32_t c = (first + j) % channels;
     m[j] = (int16_t)mult[c];
-    down[j % 2 * 4 + j / 2] = -shift[c];
+    down[j] = (int16_t)-shift[c];
   }
-  return {vldrhq_s16(m), vldrwq_s32(down), vldrwq_s32(down + 4)};
+  return {vldrhq_s16(m), vreinterpretq_s32_s16(vldrhq_s16(down))};
 }
 
 // The eight weights of a group (kTail: those of predicate p) from their steps' deltas (the even
-// and the odd weights') and the group's four draw positions.
+// and the odd weights') and the group's four draw positions. Forced inline, as group16: a call
+// passes the vectors through the stack.
 template <bool kTail>
-TESS_INLINE void step_weights(int8_t *w, mve_pred16_t p, int32x4_t delta_even, int32x4_t delta_odd,
-                              uint32x4_t position) {
+__attribute__((always_inline)) inline void step_weights(int8_t *w, mve_pred16_t p, int32x4_t delta_even,
+                                                        int32x4_t delta_odd, uint32x4_t position) {
   // lowbias32 (tess_mix32) but its last x ^= x >> 16: that leaves the top half as it is and
   // makes the bottom half the xor of both
   uint32x4_t x = veorq_u32(position, vshrq_n_u32(position, 16));
@@ -80,7 +79,8 @@ TESS_INLINE void step_weights(int8_t *w, mve_pred16_t p, int32x4_t delta_even, i
 
 // A group of int16 accumulators (kTail: n < 8).
 template <bool kTail>
-TESS_INLINE void group16(int8_t *w, int16_t *g, int32_t n, const Lanes &l, uint32x4_t position) {
+__attribute__((always_inline)) inline void group16(int8_t *w, int16_t *g, int32_t n, const Lanes &l,
+                                                   uint32x4_t position) {
   const mve_pred16_t p = vctp16q((uint32_t)n);
   const int16x8_t acc = kTail ? vldrhq_z_s16(g, p) : vldrhq_s16(g);
   if (kTail) {
@@ -88,8 +88,8 @@ TESS_INLINE void group16(int8_t *w, int16_t *g, int32_t n, const Lanes &l, uint3
   } else {
     vstrhq_s16(g, vdupq_n_s16(0));
   }
-  const int32x4_t even = vrshlq_s32(vmullbq_int_s16(acc, l.mult), l.down_even);
-  const int32x4_t odd = vrshlq_s32(vmulltq_int_s16(acc, l.mult), l.down_odd);
+  const int32x4_t even = vrshlq_s32(vmullbq_int_s16(acc, l.mult), l.down);
+  const int32x4_t odd = vrshlq_s32(vmulltq_int_s16(acc, l.mult), vshrq_n_s32(l.down, 16));
   step_weights<kTail>(w, p, even, odd, position);
 }
 
