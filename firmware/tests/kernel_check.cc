@@ -328,7 +328,7 @@ void check_dw(void) {
 // shift, 0 past 16: |g| at the bound goes to the reference) and far past it, and the last row
 // sometimes cut short (count need not be a multiple of channels).
 void update_case(bool layer_like, bool readout_like, bool mixed) {
-  // Weights and accumulators past count (at most 40 * 300 + 1, room left in the buffers),
+  // Weights and accumulators past count (at most 40 * 300, room left in the buffers),
   // compared too: a short last group must leave them as they are.
   constexpr int32_t kGuard = 16;
   static const int32_t kMixedChannels[] = {1, 2, 4, 8, 16, 24, 32, 40, 3, 6, 12, 20};
