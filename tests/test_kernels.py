@@ -174,12 +174,11 @@ def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
     assert code == 0
 
 
-# Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, tess_fire_fast.cc's
-# MVE blocks for the LIF update and the traces, tess_learn.cc's for the eligibility and the
-# learning signal) on the M55,
-# the assembly row loop of tess_forward_fast.cc and the update's assembly pair loop
-# (tess_update_fast.cc) on the DSP cores. One planted error each, caught by the kernel check in
-# QEMU on that board.
+# Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, tess_update_mve.cc,
+# tess_fire_fast.cc's MVE blocks for the LIF update and the traces, tess_learn.cc's for the
+# eligibility and the learning signal) on the M55, the assembly row loop of tess_forward_fast.cc
+# and the update's assembly pair loop (tess_update_fast.cc) on the DSP cores. One planted error
+# each, caught by the kernel check in QEMU on that board.
 TARGET_MUTATIONS = [
     (HELIUM_BOARD, "tess_forward_mve.cc", "a[v] = vaddq_s16(a[v], row);",
      "a[v] = vaddq_s16(a[v], vaddq_s16(row, vdupq_n_s16(1)));", "currents"),
@@ -216,6 +215,18 @@ TARGET_MUTATIONS = [
     ("mps2-an386", "tess_update_fast.cc", '"movs r1, #0\\n\\t"', '"movs r1, #1\\n\\t"', "update"),
     ("mps2-an386", "tess_update_fast.cc", '"pkhbt r0, r0, r1, lsl #16\\n\\t"', '"pkhbt r0, r0, r1, lsl #15\\n\\t"',
      "update"),
+    (HELIUM_BOARD, "tess_update_mve.cc", "x = veorq_u32(x, vshrq_n_u32(x, 15));",
+     "x = veorq_u32(x, vshrq_n_u32(x, 14));", "update"),
+    (HELIUM_BOARD, "tess_update_mve.cc", "down[j] = (int16_t)-shift[c];", "down[j] = (int16_t)(1 - shift[c]);",
+     "update"),
+    (HELIUM_BOARD, "tess_update_mve.cc", "vrshlq_s32(vmulltq_int_s16(acc, l.mult), vshrq_n_s32(l.down, 16));",
+     "vrshlq_s32(vmulltq_int_s16(acc, l.mult), l.down);", "update"),
+    (HELIUM_BOARD, "tess_update_mve.cc", "vqnegq_s8(vqnegq_s8(vqmovnbq_s16(vreinterpretq_s8_s16(steps), sum)));",
+     "vqmovnbq_s16(vreinterpretq_s8_s16(steps), sum);", "update"),
+    (HELIUM_BOARD, "tess_update_mve.cc", "const mve_pred16_t p = vctp16q((uint32_t)n);",
+     "const mve_pred16_t p = vctp16q((uint32_t)n + 1u);", "update"),
+    (HELIUM_BOARD, "tess_update_mve.cc", "const uint32_t limit = (1u << (31 - up)) - 1u;",
+     "const uint32_t limit = 1u << (31 - up);", "update"),
 ]
 
 

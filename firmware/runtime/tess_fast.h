@@ -71,6 +71,12 @@ int32_t tess_fast_update(int8_t *w, int16_t *g, int32_t count, int32_t channels,
                          const int8_t *shift, uint32_t seed, uint32_t counter);
 int32_t tess_fast_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
                            const int8_t *shift, uint32_t seed, uint32_t counter);
+/* Helium builds (TESS_MVE, tess_update_mve.cc; defined there only): the same steps eight
+ * weights a vector, 1 where done, 0 where the layer is declined (nothing done). */
+int32_t tess_mve_update(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                        const int8_t *shift, uint32_t seed, uint32_t counter);
+int32_t tess_mve_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
+                          const int8_t *shift, uint32_t seed, uint32_t counter);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,9 @@
 //    an int16 accumulator times a multiplier below 2^15 (the export's for the
 //    spiking layers, shift <= 31) plus the rounding fits int32: one MLA;
 //  - on the DSP cores such pairs (one shift for both, rows of 1..32 channels,
-//    and the readout's int32 accumulators while inside int16) run in assembly.
+//    and the readout's int32 accumulators while inside int16) run in assembly;
+//  - a Helium build (TESS_MVE) first offers the call to tess_update_mve.cc, eight
+//    weights a step, and keeps here the layers it declines.
 #include "tess_fast.h"
 
 #include "tess_runtime.h"
@@ -298,6 +300,15 @@ void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t
     }
     return;
   }
+  if (count % 2 != 0) {  // odd count: the last weight (channel i % channels) alone, the low half of its draw
+    const int32_t i = count - 1, gi = g[i], c = i % channels;
+    g[i] = 0;
+    const int32_t delta = gi != 0 ? tess_rescale_fast(gi, mult[c], shift[c]) : 0;
+    if (delta != 0) {
+      w[i] = step_weight(w[i], delta, tess_mix32(seed + (counter + (uint32_t)(i / 2)) * TESS_RANDOM_STEP) & 0xFFFFu);
+    }
+    --count;  // the pairs below: the weights are independent, so the order does not matter
+  }
   // Channel pairs (c, c + 1) of each row, or one channel's consecutive weights.
   const int32_t stride = channels == 1 ? 2 : channels;
   const uint32_t advance = (uint32_t)(stride / 2) * TESS_RANDOM_STEP;
@@ -317,14 +328,6 @@ void fast_update(int8_t *w, G *g, int32_t count, int32_t channels, const int32_t
       pairs<kAny>(w, g, c, stride, count, m, s, position, advance);
     }
   }
-  if (count % 2 != 0) {  // one channel, odd count: the last weight, alone, the low half of its draw
-    const int32_t i = count - 1, gi = g[i];
-    g[i] = 0;
-    const int32_t delta = gi != 0 ? tess_rescale_fast(gi, mult[0], shift[0]) : 0;
-    if (delta != 0) {
-      w[i] = step_weight(w[i], delta, tess_mix32(seed + (counter + (uint32_t)(i / 2)) * TESS_RANDOM_STEP) & 0xFFFFu);
-    }
-  }
 }
 
 }  // namespace
@@ -333,12 +336,18 @@ extern "C" {
 
 int32_t tess_fast_update(int8_t *w, int16_t *g, int32_t count, int32_t channels, const int32_t *mult,
                          const int8_t *shift, uint32_t seed, uint32_t counter) {
+#if defined(TESS_MVE)
+  if (tess_mve_update(w, g, count, channels, mult, shift, seed, counter)) return 1;
+#endif
   fast_update(w, g, count, channels, mult, shift, seed, counter);
   return 1;
 }
 
 int32_t tess_fast_update32(int8_t *w, int32_t *g, int32_t count, int32_t channels, const int32_t *mult,
                            const int8_t *shift, uint32_t seed, uint32_t counter) {
+#if defined(TESS_MVE)
+  if (tess_mve_update32(w, g, count, channels, mult, shift, seed, counter)) return 1;
+#endif
   fast_update(w, g, count, channels, mult, shift, seed, counter);
   return 1;
 }

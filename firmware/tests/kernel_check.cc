@@ -359,10 +359,24 @@ void check_dw(void) {
 // One update case: any multipliers and shifts, or as an export's spiking layer (layer_like: one
 // shift, int16-sized multipliers, 1..32 channels, a power of two: the rows the DSP cores'
 // assembly pair loop takes), or as its readout (readout_like: one channel, an int16-sized
-// multiplier, int32 accumulators mostly inside int16).
-void update_case(bool layer_like, bool readout_like) {
-  const int32_t channels = layer_like ? 1 << uniform(0, 5) : (readout_like ? 1 : uniform(1, kMaxChannels));
-  const int32_t count = channels * uniform(1, 300) - (channels == 1 && chance(50) ? 1 : 0) + (channels == 1 ? 1 : 0);
+// multiplier, int32 accumulators mostly inside int16). mixed: as the export gives them, each
+// channel its own multiplier and shift (the Helium path's lanes), channel counts it takes
+// (dividing 8 or multiples of 8, with short last groups) and others, accumulators at 0 and the
+// int16 limits; with readout_like, int32 accumulators around its bound 2^(31 - up) (up = 16 -
+// shift, 0 past 16: |g| at the bound goes to the reference) and far past it, and the last row
+// sometimes cut short (count need not be a multiple of channels).
+void update_case(bool layer_like, bool readout_like, bool mixed) {
+  // Weights and accumulators past count (at most 40 * 300, room left in the buffers),
+  // compared too: a short last group must leave them as they are.
+  constexpr int32_t kGuard = 16;
+  static const int32_t kMixedChannels[] = {1, 2, 4, 8, 16, 24, 32, 40, 3, 6, 12, 20};
+  const int32_t channels = mixed && layer_like ? kMixedChannels[next() % 12u]
+                         : layer_like         ? 1 << uniform(0, 5)
+                         : readout_like       ? 1
+                                              : uniform(1, kMaxChannels);
+  const int32_t rows = mixed && chance(20) ? uniform(1, 3) : uniform(1, 300);
+  int32_t count = channels * rows - (channels == 1 && chance(50) ? 1 : 0) + (channels == 1 ? 1 : 0);
+  if (mixed && channels > 1 && chance(10)) count -= uniform(1, channels - 1);  // the last row cut short
   for (int32_t c = 0; c < channels; ++c) {
     mult[c] = chance(50) ? uniform(1 << 30, INT32_MAX) : wide_value();
     shift[c] = (int8_t)(chance(30) ? uniform(31, 34) : uniform(1, 62));
@@ -382,42 +396,73 @@ void update_case(bool layer_like, bool readout_like) {
     for (int32_t c = 0; c < channels; ++c) {
       mult[c] = chance(90) ? uniform(1 << 14, 32767) : uniform(-32767, 32767);
       shift[c] = layer_shift;
+      if (mixed && chance(50)) shift[c] = (int8_t)(chance(20) ? (chance(50) ? 1 : 31) : uniform(1, 31));
+      if (mixed && chance(5)) mult[c] = chance(50) ? 32767 : -32767;
     }
   }
   if (readout_like) {
     mult[0] = chance(90) ? uniform(1 << 14, 32767) : uniform(-32767, 32767);
     shift[0] = (int8_t)(chance(60) ? uniform(8, 14) : uniform(1, 31));
+    if (mixed && chance(10)) mult[0] = chance(50) ? 32767 : -32767;
   }
   const uint32_t seed = next(), counter = next();
   if (!readout_like && (layer_like || chance(50))) {  // int16 accumulators (spiking layers), zero in pairs and alone
     for (int32_t i = 0; i < count; ++i) {
       g16_ref[i] = g16_fast[i] = chance(20) ? 0 : value16(chance(50));
+      if (mixed && chance(10)) g16_ref[i] = g16_fast[i] = (int16_t)(chance(50) ? -32768 : 32767);
       w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
+    }
+    for (int32_t i = count; i < count + kGuard; ++i) {  // past the end: must stay as they are
+      g16_ref[i] = g16_fast[i] = (int16_t)(i * 40503);
+      w_ref[i] = w_fast[i] = (int8_t)(i * 37 % 255 - 127);
     }
     if (chance(30)) {
       for (int32_t i = 0; i + 1 < count; i += 2 * uniform(1, 3)) g16_ref[i] = g16_fast[i] = g16_ref[i + 1] = g16_fast[i + 1] = 0;
     }
     tess_sgd_update(w_ref, g16_ref, count, channels, mult, shift, seed, counter);
     const bool fast = tess_fast_update(w_fast, g16_fast, count, channels, mult, shift, seed, counter) != 0;
-    check(update_tally, fast, w_ref, w_fast, (uint32_t)count, "update w");
-    if (fast && memcmp(g16_ref, g16_fast, (size_t)count * 2u) != 0) check(update_tally, true, "a", "b", 1u, "update g");
+    check(update_tally, fast, w_ref, w_fast, (uint32_t)(count + kGuard), "update w");
+    if (fast && memcmp(g16_ref, g16_fast, (size_t)(count + kGuard) * 2u) != 0) {
+      check(update_tally, true, "a", "b", 1u, "update g");
+    }
     return;
   }
   for (int32_t i = 0; i < count; ++i) {  // int32 accumulators (the readout's)
     g_ref[i] = g_fast[i] = chance(20) ? 0 : (readout_like && chance(90) ? value16(chance(50)) : wide_value());
+    if (mixed && chance(15)) {
+      const int32_t up = shift[0] < 16 ? 16 - shift[0] : 0;  // 2^(31 - up) - 1 is inside the bound, 2^(31 - up) not
+      const int32_t edge = up > 0 ? (1 << (31 - up)) - uniform(0, 1) : INT32_MAX;
+      static const int32_t kLimits[] = {0, 32768, -32768, 32767, INT32_MIN};
+      g_ref[i] = g_fast[i] = chance(50) ? (chance(50) ? edge : -edge) : kLimits[next() % 5u];
+    }
     w_ref[i] = w_fast[i] = (int8_t)uniform(-127, 127);
+  }
+  for (int32_t i = count; i < count + kGuard; ++i) {
+    g_ref[i] = g_fast[i] = (int32_t)((uint32_t)i * 2654435761u);
+    w_ref[i] = w_fast[i] = (int8_t)(i * 37 % 255 - 127);
   }
   tess_sgd_update32(w_ref, g_ref, count, channels, mult, shift, seed, counter);
   const bool fast = tess_fast_update32(w_fast, g_fast, count, channels, mult, shift, seed, counter) != 0;
-  check(update_tally, fast, w_ref, w_fast, (uint32_t)count, "update32 w");
-  if (fast && memcmp(g_ref, g_fast, (size_t)count * 4u) != 0) check(update_tally, true, "a", "b", 1u, "update32 g");
+  check(update_tally, fast, w_ref, w_fast, (uint32_t)(count + kGuard), "update32 w");
+  if (fast && memcmp(g_ref, g_fast, (size_t)(count + kGuard) * 4u) != 0) {
+    check(update_tally, true, "a", "b", 1u, "update32 g");
+  }
 }
 
-// A case of any kind, then one as the export gives them.
+// A case of any kind, one as the export gives them, and one with each channel its own shift.
+// The last draws from a stream of its own (and the others' filler past count is fixed), so
+// every other case of every kernel is the one it was before it came.
 void check_update(void) {
-  update_case(false, false);
+  update_case(false, false, false);
   const bool layer_like = chance(60);
-  update_case(layer_like, !layer_like);
+  update_case(layer_like, !layer_like, false);
+  static uint32_t mixed_state = 0x9E3779B9u;
+  const uint32_t main_state = rng_state;
+  rng_state = mixed_state;
+  const bool mixed_layer = chance(60);
+  update_case(mixed_layer, !mixed_layer, true);
+  mixed_state = rng_state;
+  rng_state = main_state;
 }
 
 // Minimal JSON writing without printf (newlib's allocates).
