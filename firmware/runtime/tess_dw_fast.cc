@@ -9,6 +9,7 @@
 // take its result, SSAT saturates it and QADD16 adds two channels at once.
 // Where this step's largest |e| and |q| bound every row's sum below 2^31 (checked
 // once per step), the sums are int32 instead: eight channels at a time, SMLAD.
+// Helium builds offer each call to tess_dw_mve.cc first.
 #include "tess_fast.h"
 
 #include "tess_simd.h"
@@ -240,6 +241,9 @@ extern "C" {
 
 int32_t tess_fast_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                                 const tess_scratch_t *scratch) {
+#if defined(TESS_MVE)
+  if (tess_mve_accumulate_dw(layer, state, x, scratch)) return 1;
+#endif
   const int32_t frac = layer->learning->trace_frac, shift = layer->learning->grad_shift;
   // x 2^frac must be an int16 half: int8 inputs need frac <= 8, spikes frac <= 14.
   if (layer->kind != TESS_LAYER_CONV || layer->co % 4 != 0 || frac > (layer->analog ? 8 : 14) || shift < 1 ||

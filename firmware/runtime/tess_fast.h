@@ -64,6 +64,10 @@ int32_t tess_fast_eligibility(const tess_spiking_t *layer, const tess_spiking_st
 /* The dW step of a conv layer (tess_accumulate_dw). */
 int32_t tess_fast_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                                 const tess_scratch_t *scratch);
+/* Helium builds (TESS_MVE, tess_dw_mve.cc; defined there only): the same for stride-1 conv
+ * layers whose sums this step fit int32, four positions a VMLADAVA; 0: declined (nothing done). */
+int32_t tess_mve_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
+                               const tess_scratch_t *scratch);
 /* The SGD step of count weights (channel i % channels: mult, shift) from their
  * accumulators, cleared; weight i rounds with half i % 2 of draw counter + i / 2
  * (tess_sgd_update); int16 accumulators (spiking layers) and int32 (the readout's). */

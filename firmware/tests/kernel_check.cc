@@ -350,7 +350,7 @@ void check_dw(void) {
   for (int32_t i = 0; i < layer.weight_count; ++i) g16_ref[i] = g16_fast[i] = value16(chance(50));
   tess_spiking_state_t ref = {nullptr, nullptr, q, nullptr, g16_ref, nullptr};
   tess_spiking_state_t fast_state = {nullptr, nullptr, q, nullptr, g16_fast, nullptr};
-  tess_scratch_t scratch = {nullptr, e_pairs, nullptr, gsum, nullptr, nullptr, nullptr, nullptr};
+  tess_scratch_t scratch = {acc_fast, e_pairs, nullptr, gsum, nullptr, nullptr, nullptr, nullptr};
   tess_accumulate_dw(&layer, &ref, input, &scratch);
   const bool fast = tess_fast_accumulate_dw(&layer, &fast_state, input, &scratch) != 0;
   check(dw_tally, fast, g16_ref, g16_fast, (uint32_t)layer.weight_count * 2u, "dW");
