@@ -175,10 +175,10 @@ def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
 
 
 # Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, tess_update_mve.cc,
-# tess_fire_fast.cc's MVE blocks for the LIF update and the traces, tess_learn.cc's for the
-# eligibility and the learning signal) on the M55, the assembly row loop of tess_forward_fast.cc
-# and the update's assembly pair loop (tess_update_fast.cc) on the DSP cores. One planted error
-# each, caught by the kernel check in QEMU on that board.
+# tess_dw_mve.cc, tess_fire_fast.cc's MVE blocks for the LIF update and the traces, tess_learn.cc's
+# for the eligibility and the learning signal) on the M55, the assembly row loop of
+# tess_forward_fast.cc and the update's assembly pair loop (tess_update_fast.cc) on the DSP
+# cores. One planted error each, caught by the kernel check in QEMU on that board.
 TARGET_MUTATIONS = [
     (HELIUM_BOARD, "tess_forward_mve.cc", "a[v] = vaddq_s16(a[v], row);",
      "a[v] = vaddq_s16(a[v], vaddq_s16(row, vdupq_n_s16(1)));", "currents"),
@@ -202,6 +202,10 @@ TARGET_MUTATIONS = [
     (HELIUM_BOARD, "tess_learn.cc", "vqrdmulhq_s32(g, vshlq_n_s32(v, 16))", "vqrdmulhq_s32(g, vshlq_n_s32(v, 15))",
      "eligibility"),
     (HELIUM_BOARD, "tess_learn.cc", "pair = vqmovntq_s32(pair, ", "pair = vmovntq_s32(pair, ", "eligibility"),
+    (HELIUM_BOARD, "tess_dw_mve.cc", '"vmladav.s16 %[a3], q4, q0\\n\\t"', '"vmladav.s16 %[a3], q3, q0\\n\\t"', "dw"),
+    (HELIUM_BOARD, "tess_dw_mve.cc", "vrshlq_s32(pair.val[1], down)", "vshlq_s32(pair.val[1], down)", "dw"),
+    (HELIUM_BOARD, "tess_dw_mve.cc", "out += words - 1) *out = value;", "out += words) *out = value;", "dw"),
+    (HELIUM_BOARD, "tess_dw_mve.cc", "vldrwq_u32(at + 3 * co)}", "vldrwq_u32(at + 2 * co)}", "dw"),
     (HELIUM_BOARD, "tess_learn.cc", "k == 0 ? (mve_pred16_t)0xFFF0u", "k == 0 ? (mve_pred16_t)0xFFF1u", "signal"),
     (HELIUM_BOARD, "tess_learn.cc", "vldrwq_s32(cells + 8 * byte + 4), kLanes[bits >> 4]",
      "vldrwq_s32(cells + 8 * byte + 4), kLanes[bits >> 3]", "signal"),

@@ -1,20 +1,22 @@
 // tess_dw_mve.cc: the conv layers' dW correlation (tess_dw.cc) on Helium (MVE,
 // Cortex-M55), bit-exact with the reference; tess_dw_fast.cc offers each call
 // to it first in an MVE build and keeps what it declines.
-//  - For a row (kh, kw, ci) and a channel c the sum over output positions of
+//  - For a row (kh, kw, ci) and a channel c the sum over output positions p of
 //    e_pre q + e_post x 2^frac is a dot product of int16 pairs: VMLADAVA takes
-//    four neighbouring positions of one output row a time (eight products into
-//    an int32 sum). The sums start at 2^(shift - 1), so the shift rounds.
+//    four consecutive positions a time (eight products into an int32 sum).
 //  - The sums are int32: taken only where this step's largest |e_pre|, |e_post|,
 //    |q| and |x| bound every row's sum inside int32 (VMAXAV, once per call; a
 //    layer sized by the export's e limit meets it).
-//  - The input side of one ci is packed once as (q, x 2^frac) words on a map
-//    padded with zeros (in acc, free during the learning step), so for stride 1
-//    the inputs of four neighbouring positions are four consecutive words; the
-//    e side is gathered (VLDRW gather: positions co words apart), and positions
-//    past the map's width are predicated off.
-//  - Four channels' sums are finished together: sat16(sum >> shift), added to
-//    the int16 accumulators with saturation.
+//  - Both sides are made contiguous along p: e is transposed once per call into
+//    acc (free during the learning step), four channels' groups of four positions
+//    side by side (VST4); for each ci the inputs are packed as (q, x 2^frac) words
+//    in e's buffer (read by then) as k maps [oh + k - 1][ow], map kw shifted by kw,
+//    zero outside the input, so tap (kh, kw) reads map kw from row kh on: a
+//    stride-1 conv's receptive fields are its rows; the groups of rows with no input in
+//    reach are skipped. An assembly loop (row_sums) keeps four channels' sums in
+//    the registers VMLADAVA takes.
+//  - A row's sums are finished eight channels a step: sat16(round(sum / 2^shift))
+//    added to the int16 accumulators with saturation.
 #include "tess_fast.h"
 #include "tess_kernels.h"
 #include "tess_runtime.h"
@@ -52,136 +54,143 @@ bool fits32(const tess_spiking_t *layer, const tess_spiking_state_t *state, cons
   return positions * ((int64_t)pre * q + (int64_t)post * ((int64_t)input << l->trace_frac)) + round <= INT32_MAX;
 }
 
-// Input channel ci as (q, x 2^frac) words on the padded map [oh + k - 1][width]: word
-// (y, x) is the input at (y - pad_top, x - pad_left), zero outside the map.
-void pack_input(const tess_conv_shape_t &s, const int16_t *q, const int8_t *x, int32_t frac, int32_t ci,
-                int32_t width, uint32_t *packed) {
-  const int32_t rows = s.oh + s.k - 1;
-  for (int32_t i = 0; i < rows * width; i += 4) {
-    vstrwq_p_u32(packed + i, vdupq_n_u32(0), vctp32q((uint32_t)(rows * width - i)));
-  }
-  const int32_t x0 = s.pad_left, x1 = s.w + s.pad_left < width ? s.w + s.pad_left : width;
-  const uint32x4_t apart = vmulq_n_u32(vidupq_n_u32(0u, 1), (uint32_t)s.ci);  // neighbouring pixels
-  for (int32_t y = s.pad_top; y < rows && y < s.h + s.pad_top; ++y) {
-    const int32_t first = ((y - s.pad_top) * s.w) * s.ci + ci;
-    for (int32_t col = x0; col < x1; col += 4) {
-      const mve_pred16_t p = vctp32q((uint32_t)(x1 - col));
-      const int32_t at = first + (col - x0) * s.ci;
-      const int32x4_t qv = vldrhq_gather_shifted_offset_z_s32(q + at, apart, p);
-      const int32x4_t xv = vshlq_r_s32(vldrbq_gather_offset_z_s32(x + at, apart, p), frac);
-      vstrwq_p_u32(packed + y * width + col,
-                   vsliq_n_u32(vreinterpretq_u32_s32(qv), vreinterpretq_u32_s32(xv), 16), p);
+// e [p][c] as groups of four positions of four channels: word ((b PG + pg) 4 + j) 4 + i is
+// channel 4 b + j at position 4 pg + i (PG = positions / 4).
+void transpose_e(const uint32_t *e, int32_t positions, int32_t co, uint32_t *out) {
+  for (int32_t b = 0; b < co / 4; ++b) {
+    for (int32_t p = 0; p < positions; p += 4, out += 16) {
+      const uint32_t *at = e + p * co + 4 * b;
+      const uint32x4x4_t block = {{vldrwq_u32(at), vldrwq_u32(at + co), vldrwq_u32(at + 2 * co), vldrwq_u32(at + 3 * co)}};
+      vst4q_u32(out, block);
     }
   }
 }
 
-// One output row's group of four positions for a tap: its packed inputs (shifted by kw; past
-// the map's width predicated off, p) and the byte addresses of its positions' e words of
-// channel 0 (past the width: the row's first, in bounds and multiplied by zero inputs).
-struct Item {
-  uint32x4_t e;
-  const uint32_t *in;
-  mve_pred16_t p;
-};
+// The packed maps, one per tap column kw: [oh + k - 1][ow] words, word (y, x) of map kw the
+// input at (y - pad_top, x + kw - pad_left) as (q, x 2^frac), zero outside the input. The zeros
+// are the same for every ci: written once per call (clear_maps), then pack_input overwrites the
+// words inside the input for each ci.
+inline int32_t map_words(const tess_conv_shape_t &s) { return (s.oh + s.k - 1) * s.ow; }
 
-// The packed inputs of an item (kWhole: all four positions inside the map).
-template <bool kWhole>
-inline int16x8_t inputs(const Item *item) {
-  return vreinterpretq_s16_u32(kWhole ? vldrwq_u32(item->in) : vldrwq_z_u32(item->in, item->p));
+void clear_maps(const tess_conv_shape_t &s, uint32_t *maps) {
+  const int32_t words = s.k * map_words(s);
+  for (int32_t i = 0; i < words; i += 4) vstrwq_p_u32(maps + i, vdupq_n_u32(0), vctp32q((uint32_t)(words - i)));
 }
 
-// g[c] = sat16(g[c] + sat16(sum_c >> shift)) for a block of channels' rounded sums.
-inline void finish(int16_t *g, int32x4_t sums, int32_t shift) {
-  vstrhq_s32(g, sat16(vaddq_s32(vldrhq_s32(g), sat16(vshlq_r_s32(sums, -shift)))));
-}
-
-inline int32x4_t lanes(int32_t a0, int32_t a1, int32_t a2, int32_t a3) {
-  int32x4_t v = vdupq_n_s32(a0);
-  v = vsetq_lane_s32(a1, v, 1);
-  v = vsetq_lane_s32(a2, v, 2);
-  return vsetq_lane_s32(a3, v, 3);
-}
-
-// One tap (kh, kw) of one ci: every channel's sum over the items from the rounding constant,
-// eight channels at a time (then four), each VMLADAVA on gathered e and the packed inputs.
-template <bool kWhole>
-__attribute__((noinline)) void correlate_tap(const Item *items, const Item *end, int32_t co, int32_t round,
-                                             int32_t shift, int16_t *g) {
-  int32_t c0 = 0;
-  for (; c0 + 8 <= co; c0 += 8) {
-    int32_t a0 = round, a1 = round, a2 = round, a3 = round, a4 = round, a5 = round, a6 = round, a7 = round;
-    for (const Item *item = items; item != end; ++item) {
-      const uint32x4_t at = vaddq_n_u32(item->e, 4u * (uint32_t)c0);
-      const int16x8_t in = inputs<kWhole>(item);
-      a0 = vmladavaq_s16(a0, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 0)), in);
-      a1 = vmladavaq_s16(a1, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 4)), in);
-      a2 = vmladavaq_s16(a2, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 8)), in);
-      a3 = vmladavaq_s16(a3, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 12)), in);
-      a4 = vmladavaq_s16(a4, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 16)), in);
-      a5 = vmladavaq_s16(a5, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 20)), in);
-      a6 = vmladavaq_s16(a6, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 24)), in);
-      a7 = vmladavaq_s16(a7, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 28)), in);
+void pack_input(const tess_conv_shape_t &s, const int16_t *__restrict q, const int8_t *__restrict x, int32_t frac,
+                int32_t ci, uint32_t *__restrict maps) {
+  // the shape in locals: the stores through maps could otherwise alias it
+  const int32_t h = s.h, w = s.w, channels = s.ci, ow = s.ow, k = s.k, pad_top = s.pad_top, pad_left = s.pad_left;
+  const int32_t rows = s.oh + k - 1, words = rows * ow;
+  for (int32_t iy = 0; iy < h && iy + pad_top < rows; ++iy) {
+    uint32_t *row = maps + (iy + pad_top) * ow;
+    const int16_t *qs = q + iy * w * channels + ci;
+    const int8_t *xs = x + iy * w * channels + ci;
+    for (int32_t ix = 0; ix < w; ++ix, qs += channels, xs += channels) {
+      const uint32_t value = (uint32_t)(uint16_t)*qs | ((uint32_t)(*xs * (1 << frac)) << 16);
+      // word column ix + pad_left - kw of map kw, for the maps kw = first .. last that hold it
+      const int32_t column = ix + pad_left;
+      const int32_t first = column - ow + 1 > 0 ? column - ow + 1 : 0, last = column < k - 1 ? column : k - 1;
+      uint32_t *out = row + first * words + column - first;
+      for (int32_t kw = first; kw <= last; ++kw, out += words - 1) *out = value;
     }
-    finish(g + c0, lanes(a0, a1, a2, a3), shift);
-    finish(g + c0 + 4, lanes(a4, a5, a6, a7), shift);
-  }
-  if (c0 < co) {  // co % 8 == 4
-    int32_t a0 = round, a1 = round, a2 = round, a3 = round;
-    for (const Item *item = items; item != end; ++item) {
-      const uint32x4_t at = vaddq_n_u32(item->e, 4u * (uint32_t)c0);
-      const int16x8_t in = inputs<kWhole>(item);
-      a0 = vmladavaq_s16(a0, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 0)), in);
-      a1 = vmladavaq_s16(a1, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 4)), in);
-      a2 = vmladavaq_s16(a2, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 8)), in);
-      a3 = vmladavaq_s16(a3, vreinterpretq_s16_u32(vldrwq_gather_base_u32(at, 12)), in);
-    }
-    finish(g + c0, lanes(a0, a1, a2, a3), shift);
   }
 }
 
-// The packed map's words (a multiple of 4, so the items after it are vector aligned) and the
-// most items a tap has (oh rows of groups of four positions).
-inline int32_t map_words(const tess_conv_shape_t &s) {
-  return ((s.oh + s.k - 1) * (4 * ((s.ow + 3) / 4) + s.k - 1) + 3) / 4 * 4;
+// The unrounded sums of one row (kh, kw, ci) for every channel, sums[c]: block by block of four
+// channels (the transposed e's columns, 16 words a group, `stride` bytes a block), the position
+// groups [g0, g1) (count = g1 - g0 >= 1) against the packed inputs from `in`. In assembly: GCC
+// keeps the four sums out of the even registers VMLADAVA needs and copies them every group.
+// 10 instructions a group: one load of inputs, four of e (post-indexed), four VMLADAVA, LE.
+inline void row_sums(const uint32_t *et, const uint32_t *in, int32_t count, int32_t blocks, uint32_t stride, int32_t *sums) {
+  register int32_t a0 __asm__("r4");
+  register int32_t a1 __asm__("r6");
+  register int32_t a2 __asm__("r8");
+  register int32_t a3 __asm__("r10");
+  const uint32_t *e, *v;
+  __asm__ volatile(
+      "1:\n\t"
+      "mov %[e], %[et]\n\t"
+      "mov %[v], %[in]\n\t"
+      // the first group starts the sums (VMLADAV), the others add to them
+      "vldrw.u32 q0, [%[v]], #16\n\t"
+      "vldrw.u32 q1, [%[e]], #64\n\t"
+      "vldrw.u32 q2, [%[e], #-48]\n\t"
+      "vldrw.u32 q3, [%[e], #-32]\n\t"
+      "vldrw.u32 q4, [%[e], #-16]\n\t"
+      "vmladav.s16 %[a0], q1, q0\n\t"
+      "vmladav.s16 %[a1], q2, q0\n\t"
+      "vmladav.s16 %[a2], q3, q0\n\t"
+      "vmladav.s16 %[a3], q4, q0\n\t"
+      "subs lr, %[count], #1\n\t"
+      "wls lr, lr, 3f\n\t"
+      "2:\n\t"
+      "vldrw.u32 q0, [%[v]], #16\n\t"
+      "vldrw.u32 q1, [%[e]], #64\n\t"
+      "vldrw.u32 q2, [%[e], #-48]\n\t"
+      "vldrw.u32 q3, [%[e], #-32]\n\t"
+      "vldrw.u32 q4, [%[e], #-16]\n\t"
+      "vmladava.s16 %[a0], q1, q0\n\t"
+      "vmladava.s16 %[a1], q2, q0\n\t"
+      "vmladava.s16 %[a2], q3, q0\n\t"
+      "vmladava.s16 %[a3], q4, q0\n\t"
+      "le lr, 2b\n\t"
+      "3:\n\t"
+      "strd %[a0], %[a1], [%[sums]], #8\n\t"
+      "strd %[a2], %[a3], [%[sums]], #8\n\t"
+      "add %[et], %[et], %[stride]\n\t"
+      "subs %[blocks], %[blocks], #1\n\t"
+      "bne 1b\n\t"
+      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [e] "=&r"(e), [v] "=&r"(v),
+        [et] "+r"(et), [blocks] "+r"(blocks), [sums] "+r"(sums)
+      : [in] "r"(in), [count] "r"(count), [stride] "r"(stride)
+      : "q0", "q1", "q2", "q3", "q4", "lr", "cc", "memory");
 }
-inline int32_t max_items(const tess_conv_shape_t &s) { return s.oh * ((s.ow + 3) / 4); }
+
+// g[c] = sat16(g[c] + sat16(round(sums[c] / 2^shift))) for every channel of a row: VRSHL rounds
+// (exactly: the sums plus 2^(shift-1) fit int32); eight channels a step, VLD2 splitting the
+// even and the odd ones so that VQMOVNB / VQMOVNT saturate them back into channel order.
+inline void finish_row(int16_t *g, const int32_t *sums, int32_t co, int32_t shift) {
+  const int32x4_t down = vdupq_n_s32(-shift);
+  int32_t c = 0;
+  for (; c + 8 <= co; c += 8) {
+    const int32x4x2_t pair = vld2q_s32(sums + c);
+    const int16x8_t steps = vqmovntq_s32(vqmovnbq_s32(vdupq_n_s16(0), vrshlq_s32(pair.val[0], down)),
+                                         vrshlq_s32(pair.val[1], down));
+    vstrhq_s16(g + c, vqaddq_s16(vldrhq_s16(g + c), steps));
+  }
+  if (c < co) {  // co % 8 == 4
+    const int32x4_t step = sat16(vrshlq_s32(vldrwq_s32(sums + c), down));
+    vstrhq_s32(g + c, sat16(vaddq_s32(vldrhq_s32(g + c), step)));
+  }
+}
 
 void conv_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
              const tess_scratch_t *scratch) {
   const tess_conv_shape_t &s = layer->conv;
-  const tess_learning_t *l = layer->learning;
-  const int32_t shift = l->grad_shift, round = 1 << (shift - 1);
-  const int32_t groups = (s.ow + 3) / 4, width = 4 * groups + s.k - 1;
-  uint32_t *packed = reinterpret_cast<uint32_t *>(scratch->acc);
-  Item *items = reinterpret_cast<Item *>(packed + map_words(s));
-  // byte offsets of the e words of four neighbouring positions
-  const uint32x4_t apart = vmulq_n_u32(vidupq_n_u32(0u, 1), 4u * (uint32_t)s.co);
-  for (int32_t ci = 0; ci < s.ci; ++ci) {
-    pack_input(s, state->q, x, l->trace_frac, ci, width, packed);
-    for (int32_t kh = 0; kh < s.k; ++kh) {
-      // The output rows whose input row kh lies inside the map; none: round(0) = 0 leaves the rows.
-      const int32_t y0 = s.pad_top - kh > 0 ? s.pad_top - kh : 0;
-      const int32_t y1 = s.h + s.pad_top - kh < s.oh ? s.h + s.pad_top - kh : s.oh;
-      Item *end = items;
-      for (int32_t oy = y0; oy < y1; ++oy) {
-        for (int32_t group = 0; group < groups; ++group, ++end) {
-          const mve_pred16_t p = vctp32q((uint32_t)(s.ow - 4 * group));
-          const uint32_t *e = scratch->e + (oy * s.ow + 4 * group) * s.co;
-          const uint32_t first = (uint32_t)reinterpret_cast<uintptr_t>(scratch->e + oy * s.ow * s.co);
-          end->e = vpselq_u32(vaddq_n_u32(apart, (uint32_t)reinterpret_cast<uintptr_t>(e)), vdupq_n_u32(first), p);
-          end->in = packed + (oy + kh) * width + 4 * group;
-          end->p = p;
-        }
-      }
-      if (end == items) continue;
-      for (int32_t kw = 0; kw < s.k; ++kw) {
-        int16_t *g = state->g + ((kh * s.k + kw) * s.ci + ci) * s.co;
-        if (s.ow % 4 == 0) {
-          correlate_tap<true>(items, end, s.co, round, shift, g);
-        } else {
-          correlate_tap<false>(items, end, s.co, round, shift, g);
-        }
-        for (Item *item = items; item != end; ++item) ++item->in;  // the next tap reads one word to the right
+  // the shape in locals: row_sums' assembly may write any memory
+  const int32_t k = s.k, ci_count = s.ci, co = s.co, ow = s.ow, oh = s.oh, h = s.h, pad_top = s.pad_top;
+  const int32_t shift = layer->learning->grad_shift, frac = layer->learning->trace_frac;
+  const int32_t words = map_words(s);
+  const uint32_t block_bytes = 64u * (uint32_t)(oh * ow / 4);  // one block of four channels of et
+  uint32_t *et = reinterpret_cast<uint32_t *>(scratch->acc);
+  transpose_e(scratch->e, oh * ow, co, et);
+  uint32_t *maps = scratch->e;  // e is in et now
+  clear_maps(s, maps);
+  int32_t *sums = reinterpret_cast<int32_t *>(scratch->gsum);  // co int64: room for co int32
+  int16_t *dw = state->g;
+  for (int32_t ci = 0; ci < ci_count; ++ci) {
+    pack_input(s, state->q, x, frac, ci, maps);
+    for (int32_t kh = 0; kh < k; ++kh) {
+      // The output rows whose input row kh lies inside the map; none: round(0) = 0 leaves the row.
+      const int32_t y0 = pad_top - kh > 0 ? pad_top - kh : 0, y1 = h + pad_top - kh < oh ? h + pad_top - kh : oh;
+      if (y0 >= y1) continue;
+      // Groups straddling the first or last row read zero rows of the packed map.
+      const int32_t g0 = y0 * ow / 4, count = (y1 * ow + 3) / 4 - g0;
+      const uint32_t *from = et + 16 * g0, *in = maps + kh * ow + 4 * g0;
+      for (int32_t kw = 0; kw < k; ++kw, in += words) {
+        row_sums(from, in, count, co / 4, block_bytes, sums);
+        finish_row(dw + ((kh * k + kw) * ci_count + ci) * co, sums, co, shift);
       }
     }
   }
@@ -195,12 +204,11 @@ int32_t tess_mve_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_s
                                const tess_scratch_t *scratch) {
   const tess_conv_shape_t &s = layer->conv;
   const int32_t frac = layer->learning->trace_frac, shift = layer->learning->grad_shift;
-  // x 2^frac must be an int16 half (int8 inputs: frac <= 8, spikes: frac <= 14); the padded map
-  // of one ci and a tap's items must fit acc (n words).
-  if (layer->kind != TESS_LAYER_CONV || s.stride != 1 || s.co % 4 != 0 || frac > (layer->analog ? 8 : 14) ||
-      shift < 1 || shift > 31 || scratch->acc == nullptr ||
-      (int64_t)map_words(s) + (int64_t)max_items(s) * (int64_t)(sizeof(Item) / 4) > layer->n ||
-      !fits32(layer, state, x, scratch->e)) {
+  // x 2^frac must be an int16 half (int8 inputs: frac <= 8, spikes: frac <= 14); the transposed e
+  // fills acc (n words) when the positions are a multiple of 4; the packed maps must fit e (n words).
+  if (layer->kind != TESS_LAYER_CONV || s.stride != 1 || s.co % 4 != 0 || (s.oh * s.ow) % 4 != 0 ||
+      frac > (layer->analog ? 8 : 14) || shift < 1 || shift > 31 || scratch->acc == nullptr ||
+      (int64_t)s.k * map_words(s) > layer->n || !fits32(layer, state, x, scratch->e)) {
     return 0;
   }
   conv_dw(layer, state, x, scratch);

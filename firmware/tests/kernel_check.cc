@@ -331,8 +331,19 @@ void check_eligibility(void) {
   check(eligibility_tally, fast, e_pairs, e_fast, (uint32_t)layer.n * 4u, "eligibility");
 }
 
+// Half the dW cases in the shape the Helium path takes: stride-1 convs with channels and output
+// positions in fours.
+tess_spiking_t dw_layer(void) {
+  if (chance(50)) return random_layer();
+  for (;;) {
+    const tess_spiking_t layer = random_layer();
+    const tess_conv_shape_t &s = layer.conv;
+    if (layer.kind == TESS_LAYER_CONV && s.stride == 1 && s.co % 4 == 0 && (s.oh * s.ow) % 4 == 0) return layer;
+  }
+}
+
 void check_dw(void) {
-  tess_spiking_t layer = random_layer();
+  tess_spiking_t layer = dw_layer();
   tess_learning_t learning;
   memset(&learning, 0, sizeof(learning));
   learning.alpha_post = chance(70) ? 1 : 0;
