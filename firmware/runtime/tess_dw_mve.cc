@@ -122,8 +122,7 @@ inline void row_sums(const uint32_t *et, const uint32_t *in, int32_t count, int3
       "vmladav.s16 %[a1], q2, q0\n\t"
       "vmladav.s16 %[a2], q3, q0\n\t"
       "vmladav.s16 %[a3], q4, q0\n\t"
-      "subs lr, %[count], #1\n\t"
-      "wls lr, lr, 3f\n\t"
+      "wls lr, %[rest], 3f\n\t"
       "2:\n\t"
       "vldrw.u32 q0, [%[v]], #16\n\t"
       "vldrw.u32 q1, [%[e]], #64\n\t"
@@ -143,7 +142,7 @@ inline void row_sums(const uint32_t *et, const uint32_t *in, int32_t count, int3
       "bne 1b\n\t"
       : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [e] "=&r"(e), [v] "=&r"(v),
         [et] "+r"(et), [blocks] "+r"(blocks), [sums] "+r"(sums)
-      : [in] "r"(in), [count] "r"(count), [stride] "r"(stride)
+      : [in] "r"(in), [rest] "r"(count - 1), [stride] "r"(stride)
       : "q0", "q1", "q2", "q3", "q4", "lr", "cc", "memory");
 }
 
