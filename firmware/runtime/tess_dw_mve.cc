@@ -12,9 +12,9 @@
 //    side by side (VST4); for each ci the inputs are packed as (q, x 2^frac) words
 //    in e's buffer (read by then) as k maps [oh + k - 1][ow], map kw shifted by kw,
 //    zero outside the input, so tap (kh, kw) reads map kw from row kh on: a
-//    stride-1 conv's receptive fields are its rows; the groups of rows with no input in
-//    reach are skipped. An assembly loop (row_sums) keeps four channels' sums in
-//    the registers VMLADAVA takes.
+//    stride-1 conv's receptive fields are its rows; the groups of rows with no
+//    input in reach are skipped. An assembly loop (row_sums) keeps four
+//    channels' sums in the registers VMLADAVA takes.
 //  - A row's sums are finished eight channels a step: sat16(round(sum / 2^shift))
 //    added to the int16 accumulators with saturation.
 #include "tess_fast.h"
@@ -60,7 +60,8 @@ void transpose_e(const uint32_t *e, int32_t positions, int32_t co, uint32_t *out
   for (int32_t b = 0; b < co / 4; ++b) {
     for (int32_t p = 0; p < positions; p += 4, out += 16) {
       const uint32_t *at = e + p * co + 4 * b;
-      const uint32x4x4_t block = {{vldrwq_u32(at), vldrwq_u32(at + co), vldrwq_u32(at + 2 * co), vldrwq_u32(at + 3 * co)}};
+      const uint32x4x4_t block = {
+          {vldrwq_u32(at), vldrwq_u32(at + co), vldrwq_u32(at + 2 * co), vldrwq_u32(at + 3 * co)}};
       vst4q_u32(out, block);
     }
   }
@@ -102,7 +103,8 @@ void pack_input(const tess_conv_shape_t &s, const int16_t *__restrict q, const i
 // groups [g0, g1) (count = g1 - g0 >= 1) against the packed inputs from `in`. In assembly: GCC
 // keeps the four sums out of the even registers VMLADAVA needs and copies them every group.
 // 10 instructions a group: one load of inputs, four of e (post-indexed), four VMLADAVA, LE.
-inline void row_sums(const uint32_t *et, const uint32_t *in, int32_t count, int32_t blocks, uint32_t stride, int32_t *sums) {
+inline void row_sums(const uint32_t *et, const uint32_t *in, int32_t count, int32_t blocks, uint32_t stride,
+                     int32_t *sums) {
   register int32_t a0 __asm__("r4");
   register int32_t a1 __asm__("r6");
   register int32_t a2 __asm__("r8");
