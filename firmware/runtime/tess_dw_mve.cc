@@ -207,9 +207,10 @@ int32_t tess_mve_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_s
   const int32_t frac = layer->learning->trace_frac, shift = layer->learning->grad_shift;
   // x 2^frac must be an int16 half (int8 inputs: frac <= 8, spikes: frac <= 14); the transposed e
   // fills acc (n words) when the positions are a multiple of 4; the packed maps must fit e (n words).
+  // The row sums go in gsum (co int64).
   if (layer->kind != TESS_LAYER_CONV || s.stride != 1 || s.co % 4 != 0 || (s.oh * s.ow) % 4 != 0 ||
       frac > (layer->analog ? 8 : 14) || shift < 1 || shift > 31 || scratch->acc == nullptr ||
-      (int64_t)s.k * map_words(s) > layer->n || !fits32(layer, state, x, scratch->e)) {
+      scratch->gsum == nullptr || (int64_t)s.k * map_words(s) > layer->n || !fits32(layer, state, x, scratch->e)) {
     return 0;
   }
   conv_dw(layer, state, x, scratch);
