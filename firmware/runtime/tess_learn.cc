@@ -1,6 +1,8 @@
 // tess_learn.cc: the TESS update of one learning layer at one step: the local
 // learning signal (LSG), the eligibility terms e_pre / e_post and the
-// accumulation of dW (applied once per sample by tess_update_spiking).
+// accumulation of dW (applied once per sample by tess_update_spiking). On
+// Helium the learning signal and the eligibility run four cells or neurons a
+// vector (the MVE blocks below, checked against the reference by the kernel check).
 #include "tess_fast.h"
 #include "tess_kernels.h"
 #include "tess_runtime.h"
