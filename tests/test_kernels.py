@@ -175,7 +175,7 @@ def test_every_fast_kernel_matches_its_reference_in_qemu(board, tmp_path):
 
 
 # Code that runs only on the target: the Helium kernels (tess_forward_mve.cc, tess_update_mve.cc,
-# tess_dw_mve.cc, tess_fire_fast.cc's MVE blocks for the LIF update and the traces, tess_learn.cc's
+# tess_dw_mve.cc, tess_simd.h's tess_mve_* helpers, tess_fire_fast.cc's MVE blocks for the LIF update and the traces, tess_learn.cc's
 # for the eligibility and the learning signal) on the M55, the assembly row loop of
 # tess_forward_fast.cc and the update's assembly pair loop (tess_update_fast.cc) on the DSP
 # cores. One planted error each, caught by the kernel check in QEMU on that board.
@@ -197,8 +197,8 @@ TARGET_MUTATIONS = [
      "vshrq_n_s32(vmulq_n_s32(kept, gamma), 15)", "fire"),
     (HELIUM_BOARD, "tess_fire_fast.cc", "vrshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(q + i, p), lambda_pre), 15)",
      "vshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(q + i, p), lambda_pre), 15)", "traces"),
-    (HELIUM_BOARD, "tess_fire_fast.cc", "past = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);",
-     "past = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC - 1);", "traces"),
+    (HELIUM_BOARD, "tess_simd.h", "return vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);",
+     "return vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC - 1);", "traces"),
     (HELIUM_BOARD, "tess_learn.cc", "vqrdmulhq_s32(g, vshlq_n_s32(v, 16))", "vqrdmulhq_s32(g, vshlq_n_s32(v, 15))",
      "eligibility"),
     (HELIUM_BOARD, "tess_learn.cc", "pair = vqmovntq_s32(pair, ", "pair = vmovntq_s32(pair, ", "eligibility"),

@@ -27,10 +27,9 @@
 
 namespace {
 
-inline int32x4_t sat16(int32x4_t v) { return vshrq_n_s32(vqshlq_n_s32(v, 16), 16); }
-
 // Whether every row's sum of this step stays inside int32 with its rounding: at most oh * ow
-// positions, each adding |e_pre| |q| + |e_post| |x| 2^frac at most (this step's largest).
+// positions, each adding |e_pre| |q| + |e_post| |x| 2^frac at most (this step's largest; the
+// exact bound of tess_dw_fast.cc's fits32, found with VMAXAV).
 bool fits32(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, const uint32_t *e) {
   uint16_t pre = 0, post = 0, q = 0;
   uint8_t input = 0;
@@ -161,8 +160,8 @@ inline void finish_row(int16_t *g, const int32_t *sums, int32_t co, int32_t shif
     vstrhq_s16(g + c, vqaddq_s16(vldrhq_s16(g + c), steps));
   }
   if (c < co) {  // co % 8 == 4
-    const int32x4_t step = sat16(vrshlq_s32(vldrwq_s32(sums + c), down));
-    vstrhq_s32(g + c, sat16(vaddq_s32(vldrhq_s32(g + c), step)));
+    const int32x4_t step = tess_mve_ssat16(vrshlq_s32(vldrwq_s32(sums + c), down));
+    vstrhq_s32(g + c, tess_mve_ssat16(vaddq_s32(vldrhq_s32(g + c), step)));
   }
 }
 

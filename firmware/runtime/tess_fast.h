@@ -65,7 +65,8 @@ int32_t tess_fast_eligibility(const tess_spiking_t *layer, const tess_spiking_st
 int32_t tess_fast_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                                 const tess_scratch_t *scratch);
 /* Helium builds (TESS_MVE, tess_dw_mve.cc; defined there only): the same for stride-1 conv
- * layers whose sums this step fit int32, four positions a VMLADAVA; 0: declined (nothing done). */
+ * layers whose sums this step fit int32, four positions a VMLADAVA; 0: declined (nothing done).
+ * It uses scratch acc, e (overwritten: read by then) and gsum as its buffers. */
 int32_t tess_mve_accumulate_dw(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x,
                                const tess_scratch_t *scratch);
 /* The SGD step of count weights (channel i % channels: mult, shift) from their

@@ -108,7 +108,7 @@ void fire_lanes(const tess_spiking_t *layer, int16_t *u, uint8_t *o, const int32
     const int32x4_t before = kWhole ? vldrhq_s32(u + i) : vldrhq_z_s32(u + i, p);
     const uint32x4_t fired = kWhole ? vldrbq_u32(o + i) : vldrbq_z_u32(o + i, p);
     const int32x4_t kept = vsubq_s32(before, vmulq_n_s32(vreinterpretq_s32_u32(fired), reset));
-    const int32x4_t v = vshrq_n_s32(vqshlq_n_s32(vaddq_s32(vrshrq_n_s32(vmulq_n_s32(kept, gamma), 15), current), 16), 16);
+    const int32x4_t v = tess_mve_ssat16(vaddq_s32(vrshrq_n_s32(vmulq_n_s32(kept, gamma), 15), current));
     const int32x4_t spikes = vaddq_n_s32(vshrq_n_s32(vsubq_n_s32(v, edge), 31), 1);  // 1 when v >= v_th
     if (kWhole) {
       vstrhq_s32(u + i, v);
@@ -140,8 +140,7 @@ void fire_block(const tess_spiking_t *layer, int16_t *u, uint8_t *o, const int32
 }
 
 // tess_fast_traces on Helium, four traces a vector under its bounds (int32 throughout):
-// VRSHR #15 is the rounding of q lambda / 2^15, and a saturating shift up by 16 and back the
-// int16 clamp. Tails are predicated.
+// VRSHR #15 is the rounding of q lambda / 2^15. Tails are predicated.
 void traces_mve(const tess_spiking_t *layer, const tess_spiking_state_t *state, const int8_t *x, int32_t t) {
   const tess_learning_t *l = layer->learning;
   const int32_t lambda_pre = l->lambda_pre, lambda_post = l->lambda_post, scale = layer->psi_scale;
@@ -151,7 +150,7 @@ void traces_mve(const tess_spiking_t *layer, const tess_spiking_state_t *state, 
     const mve_pred16_t p = vctp32q((uint32_t)(layer->nin - i));
     const int32x4_t decayed = vrshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(q + i, p), lambda_pre), 15);
     const int32x4_t sum = vaddq_s32(decayed, vshlq_r_s32(vldrbq_z_s32(x + i, p), frac));
-    vstrhq_p_s32(q + i, vshrq_n_s32(vqshlq_n_s32(sum, 16), 16), p);
+    vstrhq_p_s32(q + i, tess_mve_ssat16(sum), p);
   }
   if (l->alpha_post == 0) return;
   int16_t *h = state->h;
@@ -159,13 +158,9 @@ void traces_mve(const tess_spiking_t *layer, const tess_spiking_state_t *state, 
   for (int32_t n = 0; n < layer->n; n += 4) {
     const mve_pred16_t p = vctp32q((uint32_t)(layer->n - n));
     int32x4_t past = vdupq_n_s32(0);  // h[0] = 0: no past membrane at the first step
-    if (t > 0) {  // psi = scale max(1 - |u - v_th|, 0), rest * scale <= 2^30
-      const int32x4_t distance = vabdq_s32(vldrhq_z_s32(state->u + n, p), threshold);
-      const int32x4_t rest = vmaxq_s32(vsubq_s32(vdupq_n_s32(1 << TESS_U_FRAC), distance), vdupq_n_s32(0));
-      past = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);
-    }
+    if (t > 0) past = tess_mve_psi(vldrhq_z_s32(state->u + n, p), threshold, scale);  // rest * scale <= 2^30
     const int32x4_t sum = vaddq_s32(vrshrq_n_s32(vmulq_n_s32(vldrhq_z_s32(h + n, p), lambda_post), 15), past);
-    vstrhq_p_s32(h + n, vshrq_n_s32(vqshlq_n_s32(sum, 16), 16), p);
+    vstrhq_p_s32(h + n, tess_mve_ssat16(sum), p);
   }
 }
 #endif

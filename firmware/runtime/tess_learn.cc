@@ -125,9 +125,7 @@ void eligibility_mve(const tess_spiking_t *layer, const tess_spiking_state_t *st
   for (int32_t n = 0; n < layer->n; n += 4) {
     const mve_pred16_t p = vctp32q((uint32_t)(layer->n - n));
     const int32x4_t gn = vldrwq_z_s32(g + n, p);
-    const int32x4_t distance = vabdq_s32(vldrhq_z_s32(state->u + n, p), threshold);
-    const int32x4_t rest = vmaxq_s32(vsubq_s32(vdupq_n_s32(1 << TESS_U_FRAC), distance), vdupq_n_s32(0));
-    const int32x4_t psi = vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);
+    const int32x4_t psi = tess_mve_psi(vldrhq_z_s32(state->u + n, p), threshold, scale);
     int16x8_t pair = vqmovnbq_s32(vdupq_n_s16(0), e_half_mve(gn, psi, pre_alpha));
     if (post_alpha != 0) pair = vqmovntq_s32(pair, e_half_mve(gn, vldrhq_z_s32(state->h + n, p), post_alpha));
     vstrwq_p_u32(e + n, vreinterpretq_u32_s16(pair), p);  // after g[n..n+3] is read: e may be g's buffer

@@ -3,7 +3,7 @@
  * which path this build takes (chosen at compile time):
  *
  *   __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55)  SXTAB16 / SXTB16 / SMLABB / SMLATB / SMLAD / SMMULR
- *   __ARM_FEATURE_MVE (Cortex-M55)            also Helium for the spike currents (TESS_MVE)
+ *   __ARM_FEATURE_MVE (Cortex-M55)            also Helium (TESS_MVE): tess_mve_* below and *_mve.cc
  *   TESS_KERNELS_EMULATE_DSP (host tests)     the same operations in plain C
  *   TESS_KERNELS_REFERENCE, or neither         no fast path: the reference kernels
  *
@@ -79,6 +79,21 @@ static inline int32_t tess_smlad(uint32_t x, uint32_t y, int32_t acc) {
   return acc + (int16_t)(x & 0xFFFFu) * (int16_t)(y & 0xFFFFu) + (int16_t)(x >> 16) * (int16_t)(y >> 16);
 }
 static inline int32_t tess_smmulr(int32_t x, int32_t y) { return (int32_t)(((int64_t)x * y + 0x80000000LL) >> 32); }
+#endif
+
+#if defined(TESS_MVE)
+#include <arm_mve.h>
+
+#include "tess_runtime.h"
+
+/* Each int32 lane saturated to int16 (a saturating shift up by 16, then back). */
+static inline int32x4_t tess_mve_ssat16(int32x4_t v) { return vshrq_n_s32(vqshlq_n_s32(v, 16), 16); }
+/* tess_psi_q15 per lane: round(scale max(2^U_FRAC - |u - v_th|, 0) / 2^U_FRAC), for scales that
+ * keep 2^U_FRAC scale inside int32 (VRSHR rounds without overflow). */
+static inline int32x4_t tess_mve_psi(int32x4_t u, int32x4_t threshold, int32_t scale) {
+  const int32x4_t rest = vmaxq_s32(vsubq_s32(vdupq_n_s32(1 << TESS_U_FRAC), vabdq_s32(u, threshold)), vdupq_n_s32(0));
+  return vrshrq_n_s32(vmulq_n_s32(rest, scale), TESS_U_FRAC);
+}
 #endif
 
 /* The fast path this build uses. */
